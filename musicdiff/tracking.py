@@ -1,0 +1,254 @@
+"""MLflow conventions: one experiment, one run per stage instance, and a JSON record of each run.
+
+Every stage instance (``train@mel``, ``fad@mel-ddpm-heldout``, ...) opens one MLflow run named
+``<stage>@<instance>`` in the experiment ``musicdiff`` (``MUSICDIFF_EXPERIMENT`` overrides) of the
+store at ``MLFLOW_TRACKING_URI`` (default: ``sqlite:///mlflow.db`` in the working directory). The
+run carries params, metrics and the tags ``stage``, ``instance``, ``variant``, ``sampler``,
+``embedding``, ``reference_set``, ``git_commit``, ``data_hash`` and the versions of the libraries
+that shape results.
+
+The same params, metrics and tags are written to a small JSON record (a DVC ``metrics:`` output)
+together with the run id and a content ``key``. Reports read the record to find the run and take the
+numbers from MLflow; a store that lacks the run (outputs pulled from a DVC remote onto a fresh
+machine) is repaired with ``musicdiff relog``, which logs the records again; reports then find the
+new run through its ``key`` tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator
+
+DEFAULT_EXPERIMENT = "musicdiff"
+TRACKED_LIBRARIES = ("torch", "torchaudio", "diffusers", "accelerate", "numpy", "scipy", "mlflow", "dvc")
+TAG_KEYS = ("variant", "sampler", "embedding", "reference_set", "dataset")
+
+
+class MissingRunError(LookupError):
+    """A JSON record names an MLflow run that the current store does not hold."""
+
+
+def tracking_uri() -> str:
+    """The MLflow store: ``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db`` (relative to the cwd)."""
+    return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+
+
+def experiment_name() -> str:
+    return os.environ.get("MUSICDIFF_EXPERIMENT", DEFAULT_EXPERIMENT)
+
+
+def git_commit() -> str:
+    """The HEAD commit of the working directory's repository, ``+dirty`` if files changed."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that shape results, plus Python's."""
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def hash_files(paths: list[Path] | list[str]) -> str:
+    """SHA-256 over the bytes of ``paths`` (files, or folders walked in sorted order)."""
+    digest = hashlib.sha256()
+    for root in sorted(Path(p) for p in paths):
+        files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+        for f in files:
+            digest.update(str(f.relative_to(root) if root.is_dir() else f.name).encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+
+
+def flatten_params(params: dict) -> dict[str, str]:
+    """Nested params -> ``{"a.b.c": "value"}`` strings, as MLflow stores them."""
+    out: dict = {}
+    _flatten("", params, out)
+    return {k: json.dumps(v) if isinstance(v, (list, tuple)) else str(v) for k, v in out.items()}
+
+
+@dataclass
+class StageRecord:
+    """The JSON record of one stage instance (written atomically at the end of the stage)."""
+
+    stage: str
+    instance: str
+    params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    tags: dict = field(default_factory=dict)
+    run_id: str = ""
+    experiment: str = ""
+    key: str = ""
+
+    def compute_key(self) -> str:
+        body = json.dumps({"stage": self.stage, "instance": self.instance, "params": self.params,
+                           "metrics": self.metrics}, sort_keys=True, default=str)
+        return f"{self.stage}@{self.instance}:{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+
+    def write(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.__dict__, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, path: Path) -> "StageRecord":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+class StageRun:
+    """Handle passed to a stage body: log params, metrics (optionally per step) and tags."""
+
+    def __init__(self, record: StageRecord, mlflow_module):
+        self.record = record
+        self._mlflow = mlflow_module
+
+    def log_params(self, params: dict) -> None:
+        self.record.params.update(params)
+        flat = flatten_params(params)
+        for start in range(0, len(flat), 100):
+            self._mlflow.log_params(dict(list(flat.items())[start:start + 100]))
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        """Log numbers; with ``step`` they form a curve in MLflow and are not kept in the record."""
+        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        if step is None:
+            self.record.metrics.update(clean)
+        self._mlflow.log_metrics(clean, step=step)
+
+    def set_tags(self, tags: dict) -> None:
+        tags = {k: str(v) for k, v in tags.items()}
+        self.record.tags.update(tags)
+        self._mlflow.set_tags(tags)
+
+    def log_artifact(self, path: Path) -> None:
+        self._mlflow.log_artifact(str(path))
+
+
+@contextmanager
+def stage_run(stage: str, instance: str, record_path: Path, tags: dict | None = None,
+              data_paths: list[Path] | None = None) -> Iterator[StageRun]:
+    """Open the MLflow run of ``stage@instance``; on success write the JSON record to ``record_path``.
+
+    ``data_paths`` (inputs of the stage) are hashed into the ``data_hash`` tag. A failing stage
+    leaves its run marked FAILED in MLflow and writes no record.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(experiment_name())
+    record = StageRecord(stage=stage, instance=instance, experiment=experiment_name())
+    base_tags = {"stage": stage, "instance": instance, "git_commit": git_commit(),
+                 **{f"version.{k}": v for k, v in library_versions().items()}}
+    if data_paths:
+        base_tags["data_hash"] = hash_files([Path(p) for p in data_paths])
+    with mlflow.start_run(run_name=f"{stage}@{instance}") as active:
+        run = StageRun(record, mlflow)
+        run.set_tags({**base_tags, **(tags or {})})
+        yield run
+        record.run_id = active.info.run_id
+        record.key = record.compute_key()
+        mlflow.set_tag("key", record.key)
+    record.write(record_path)
+
+
+def relog_records(paths: list[Path]) -> list[str]:
+    """Log every JSON record in ``paths`` again as a new MLflow run (same params, metrics, tags,
+    ``key``), for a store that lacks them; records whose run or key is already present are skipped.
+    Returns the keys logged."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    logged = []
+    for path in paths:
+        record = StageRecord.read(path)
+        mlflow.set_experiment(record.experiment or experiment_name())
+        if _find_run(client, record) is not None:
+            continue
+        with mlflow.start_run(run_name=f"{record.stage}@{record.instance}"):
+            flat = flatten_params(record.params)
+            for start in range(0, len(flat), 100):
+                mlflow.log_params(dict(list(flat.items())[start:start + 100]))
+            mlflow.log_metrics(record.metrics)
+            mlflow.set_tags({**record.tags, "key": record.key, "relogged_from": record.run_id})
+        logged.append(record.key)
+    return logged
+
+
+def _find_run(client, record: StageRecord):
+    from mlflow.exceptions import MlflowException
+
+    if record.run_id:
+        try:
+            return client.get_run(record.run_id)
+        except MlflowException:
+            pass
+    experiment = client.get_experiment_by_name(record.experiment or experiment_name())
+    if experiment is None:
+        return None
+    found = client.search_runs([experiment.experiment_id], filter_string=f"tags.key = '{record.key}'",
+                               max_results=1)
+    return found[0] if found else None
+
+
+def load_runs(record_paths: list[Path]) -> list[dict]:
+    """For each JSON record, the MLflow run's params, metrics and tags as one flat dict.
+
+    Raises ``MissingRunError`` naming the records whose runs the store lacks, with the command that
+    repairs it.
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    rows, missing = [], []
+    for path in record_paths:
+        record = StageRecord.read(path)
+        run = _find_run(client, record)
+        if run is None:
+            missing.append(str(path))
+            continue
+        rows.append({"stage": record.stage, "instance": record.instance, "run_id": run.info.run_id,
+                     "params": dict(run.data.params), "metrics": dict(run.data.metrics),
+                     "tags": dict(run.data.tags)})
+    if missing:
+        raise MissingRunError(
+            f"the MLflow store at {tracking_uri()} lacks the runs of {len(missing)} record(s), e.g. "
+            f"{missing[0]}. Re-log them from the JSON records with: musicdiff relog metrics/"
+        )
+    return rows

@@ -1,0 +1,210 @@
+"""The training loop: data, model, optimiser, EMA, loop, checkpoint (readable top to bottom).
+
+Objective (Ho et al. 2020, "Denoising Diffusion Probabilistic Models", eq. 14, L_simple): sample a
+timestep t uniformly, noise ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` and regress the
+scheduler's ``prediction_type`` target (epsilon; the clean sample x_0 for "sample", as in seed 003;
+``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0`` for "v_prediction", Salimans & Ho 2022, eq. 11)
+with a mean squared error. The optimiser recipe is teticio/audio-diffusion's: AdamW 1e-4, cosine
+schedule with warm-up, gradient clipping at 1.0, EMA with warm-up (inv_gamma 1, power 3/4).
+
+Device and precision come from ``accelerate``: fp32 on CPU, bf16 on CUDA (``mixed_precision:
+auto``); several GPUs through ``accelerate launch``. State is saved with ``Accelerator.save_state``
+at the steps listed in ``checkpoint_steps`` (and at the end) into ``checkpoints/step_<N>``, written
+to a temporary folder and renamed, so an interrupted run resumes from the newest complete one and
+continues exactly: the batch indices and noise of step ``s`` come from ``seed + s`` alone.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced: final step, timings (seconds) and the last loss."""
+
+    step: int
+    resumed_from: int
+    final_loss: float
+    seconds_per_step: float
+    steps_timed: int
+    device: str
+    mixed_precision: str
+    losses: list[float] = field(default_factory=list)
+
+
+def diffusion_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor,
+                     timesteps: torch.Tensor) -> torch.Tensor:
+    """The regression target of ``scheduler.config.prediction_type`` for clean ``x0`` (batch, ...).
+
+    Raises ``ValueError`` for an unknown prediction type.
+    """
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "sample":
+        return x0
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, noise, timesteps)
+    raise ValueError(f"unknown prediction_type {kind!r}")
+
+
+def _mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> tuple[int, Path] | None:
+    """Newest complete ``step_<N>`` folder under ``checkpoint_dir`` as ``(N, path)``, or None."""
+    found = []
+    for path in checkpoint_dir.glob("step_*"):
+        if path.is_dir() and (path / "COMPLETE").exists():
+            found.append((int(path.name.split("_")[1]), path))
+    return max(found) if found else None
+
+
+def train_diffusion(
+    model: UNet2DModel,
+    noise_scheduler: DDPMScheduler,
+    data: torch.Tensor,
+    config: dict,
+    out_dir: Path,
+    log_metrics: Callable[[dict, int], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` to denoise ``data`` (examples, channels, height, width) in [-1, 1].
+
+    ``config`` keys: ``seed``, ``batch_size``, ``max_steps``, ``learning_rate``, ``warmup_steps``,
+    ``adam_betas``, ``weight_decay``, ``grad_clip``, ``ema`` (``decay``, ``inv_gamma``, ``power``),
+    ``checkpoint_steps`` (list of steps), ``mixed_precision`` (auto | no | bf16 | fp16),
+    ``log_every``. Checkpoints and the final weights go under ``out_dir``: ``checkpoints/step_<N>/``
+    (accelerate state) and ``unet/`` + ``unet_ema/`` + ``scheduler/`` (diffusers
+    ``save_pretrained``). ``log_metrics(metrics, step)`` receives the loss and learning rate.
+
+    Raises ``FloatingPointError`` when the loss becomes NaN or infinite (with the step), and
+    ``ValueError`` for an empty dataset.
+    """
+    if len(data) == 0:
+        raise ValueError("no training examples")
+    out_dir = Path(out_dir)
+    checkpoint_dir = out_dir / "checkpoints"
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    seed = int(config["seed"])
+    max_steps = int(config["max_steps"])
+    checkpoint_steps = sorted({int(s) for s in config.get("checkpoint_steps", [])} | {max_steps})
+
+    accelerator = Accelerator(mixed_precision=_mixed_precision(config.get("mixed_precision", "auto")))
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config["learning_rate"], betas=tuple(config.get("adam_betas", (0.95, 0.999))),
+        weight_decay=config.get("weight_decay", 1e-6), eps=1e-8,
+    )
+    lr_scheduler = get_scheduler(
+        "cosine", optimizer=optimizer, num_warmup_steps=config.get("warmup_steps", 0),
+        num_training_steps=max_steps,
+    )
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    ema_cfg = config.get("ema", {})
+    ema = EMAModel(
+        accelerator.unwrap_model(model).parameters(), decay=ema_cfg.get("decay", 0.9999),
+        use_ema_warmup=True, inv_gamma=ema_cfg.get("inv_gamma", 1.0), power=ema_cfg.get("power", 0.75),
+        model_cls=UNet2DModel, model_config=accelerator.unwrap_model(model).config,
+    )
+    ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(ema)
+
+    start = 0
+    resumed = latest_checkpoint(checkpoint_dir)
+    if resumed is not None:
+        start, path = resumed
+        accelerator.load_state(str(path))
+    data = data.to(accelerator.device)
+    num_timesteps = noise_scheduler.config.num_train_timesteps
+    batch_size = int(config["batch_size"])
+    log_every = int(config.get("log_every", 10))
+    step_times: list[float] = []
+    losses: list[float] = []
+    loss_value = math.nan
+
+    model.train()
+    progress = tqdm(range(start, max_steps), desc="train", initial=start, total=max_steps,
+                    disable=not accelerator.is_local_main_process)
+    for step in progress:
+        began = time.perf_counter()
+        generator = torch.Generator().manual_seed(seed + step)
+        index = torch.randint(0, len(data), (batch_size,), generator=generator)
+        x0 = data[index.to(data.device)].float()
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        timesteps = torch.randint(0, num_timesteps, (batch_size,), generator=generator).to(x0.device)
+        noisy = noise_scheduler.add_noise(x0, noise, timesteps)
+        with accelerator.autocast():
+            prediction = model(noisy, timesteps).sample
+        loss = F.mse_loss(prediction.float(), diffusion_target(noise_scheduler, x0, noise, timesteps))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step + 1}; stopping")
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), config.get("grad_clip", 1.0))
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad()
+        ema.step(accelerator.unwrap_model(model).parameters())
+        loss_value = loss.item()
+        losses.append(loss_value)
+        step_times.append(time.perf_counter() - began)
+        done = step + 1
+        if log_metrics and (done % log_every == 0 or done == max_steps):
+            log_metrics({"loss": loss_value, "lr": lr_scheduler.get_last_lr()[0],
+                         "ema_decay": ema.cur_decay_value or 0.0}, done)
+        progress.set_postfix(loss=f"{loss_value:.4f}")
+        if done in checkpoint_steps:
+            _save_checkpoint(accelerator, checkpoint_dir, done)
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        _atomic_save_pretrained(unwrapped, out_dir / "unet")
+        ema_model = UNet2DModel.from_config(unwrapped.config)
+        ema.copy_to(ema_model.parameters())
+        _atomic_save_pretrained(ema_model, out_dir / "unet_ema")
+        _atomic_save_pretrained(noise_scheduler, out_dir / "scheduler")
+    timed = step_times[1:] if len(step_times) > 1 else step_times
+    return TrainResult(
+        step=max_steps, resumed_from=start, final_loss=loss_value,
+        seconds_per_step=statistics.median(timed) if timed else math.nan, steps_timed=len(timed),
+        device=str(accelerator.device), mixed_precision=accelerator.mixed_precision, losses=losses,
+    )
+
+
+def _save_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, step: int) -> None:
+    final = checkpoint_dir / f"step_{step}"
+    tmp = checkpoint_dir / f".tmp_step_{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        (tmp / "COMPLETE").write_text(str(step))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+
+
+def _atomic_save_pretrained(obj, path: Path) -> None:
+    tmp = path.with_name(f".tmp_{path.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    obj.save_pretrained(str(tmp))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)

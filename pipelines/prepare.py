@@ -1,0 +1,37 @@
+"""Stage prepare@<dataset>: decode, downmix, resample, cut fixed-length segments, split by track."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+
+from musicdiff.data.prepare import prepare_set
+from musicdiff.tracking import stage_run
+
+from pipelines.common import ROOT, load_params, parser, record_path
+
+
+def main() -> None:
+    args = parser(__doc__, "--dataset").parse_args()
+    params = load_params()
+    options = params["datasets"][args.dataset]["prepare"]
+    raw_dir = ROOT / "data" / "raw" / args.dataset
+    out_dir = ROOT / "data" / "prepared" / args.dataset
+    with stage_run("prepare", args.dataset, record_path("prepare", args.dataset),
+                   tags={"dataset": args.dataset}) as run:
+        settings = {"sample_rate": params["audio"]["sample_rate"], "seed": params["seed"], **options}
+        run.log_params(settings)
+        manifest = pd.read_csv(raw_dir / "manifest.csv")
+        result = prepare_set(manifest, raw_dir, out_dir, **settings)
+        run.log_metrics({
+            "tracks": result.n_tracks, "clips": result.n_clips, "minutes": result.total_s / 60.0,
+            "skipped_total": sum(result.skipped.values()),
+            **{f"skipped_{reason}": count for reason, count in result.skipped.items()},
+            **{f"clips_{split}": int(n) for split, n in result.manifest["split"].value_counts().items()},
+        })
+        run.set_tags({"data_hash": hashlib.sha256("".join(sorted(result.manifest["sha256"])).encode()).hexdigest()})
+
+
+if __name__ == "__main__":
+    main()
