@@ -250,6 +250,9 @@ def _table_items(path: Path) -> list[tuple[bytes, bytes]]:
 
 # --------------------------------------------------------------------------- public API
 def _index_path(prefix: str | Path) -> Path:
+    if Path(prefix).is_dir():
+        # A bundle saved with an empty basename ("<folder>/"): pathlib drops the separator.
+        return Path(prefix) / ".index"
     prefix = str(prefix)
     if prefix.endswith(".index"):
         prefix = prefix[: -len(".index")]
@@ -292,8 +295,9 @@ def read_tf_bundle(
     Parameters
     ----------
     prefix:
-        Checkpoint prefix: the path of the ``.index`` file without that suffix (for a
-        checkpoint saved into a folder with an empty basename, ``"<folder>/"``).
+        Checkpoint prefix: the path of the ``.index`` file without that suffix.  An existing
+        directory is taken as ``"<folder>/"``, i.e. a bundle saved with an empty basename
+        (``<folder>/.index``), since ``pathlib`` drops trailing separators.
     names:
         Optional subset of tensor names; a name absent from the bundle raises ``KeyError``.
     verify_data_crc:
@@ -310,7 +314,7 @@ def read_tf_bundle(
     ValueError: malformed index, unsupported dtype/sliced tensor, size mismatch, CRC mismatch.
     """
     num_shards, entries = read_tf_bundle_entries(prefix)
-    base = str(_index_path(prefix))[: -len(".index")]
+    base = str(_index_path(prefix))[: -len(".index")]  # may end with a separator
     wanted = list(entries) if names is None else list(names)
     for n in wanted:
         if n not in entries:
