@@ -66,6 +66,7 @@ __all__ = [
     "HOP_LENGTH",
     "N_MELS",
     "PATCH_FRAMES",
+    "MusicnnWeightsUnavailable",
     "fetch_musicnn_checkpoint",
     "slaney_mel_filterbank",
     "log_mel_frontend",
@@ -94,6 +95,10 @@ _BUNDLE_FILES = (_DATA_FILE, _INDEX_FILE)
 
 
 # =========================================================================== weights
+class MusicnnWeightsUnavailable(RuntimeError):
+    """The MSD_musicnn checkpoint is neither present locally nor downloadable."""
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -177,8 +182,9 @@ def fetch_musicnn_checkpoint(cache_dir: Path | None = None) -> Path:
     directory prefix as ``"<folder>/"``.  The folder's ``checkpoint`` file names an absolute
     path on the authors' machine and is ignored.
 
-    Raises ``RuntimeError`` on a SHA-256 mismatch, or when the checkpoint can be neither found
-    nor downloaded (the message says how to provide it by hand).
+    Raises ``RuntimeError`` on a SHA-256 mismatch, and :class:`MusicnnWeightsUnavailable` (a
+    ``RuntimeError``) when the checkpoint can be neither found nor downloaded (the message says
+    how to provide it by hand).
     """
     cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache/musicdiff/weights/musicnn"
     cache_model = cache / MUSICNN_MODEL
@@ -211,7 +217,7 @@ def fetch_musicnn_checkpoint(cache_dir: Path | None = None) -> Path:
             failure = repr(exc)
         wheel = _find_wheel(Path(tmp))
         if failure is not None or wheel is None:
-            raise RuntimeError(
+            raise MusicnnWeightsUnavailable(
                 "MusiCNN weights (MSD_musicnn checkpoint from the PyPI wheel "
                 f"{MUSICNN_WHEEL}) are not available and could not be downloaded.\n"
                 f"Download the wheel on a machine with network access:\n"
