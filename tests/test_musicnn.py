@@ -115,6 +115,32 @@ def test_fetch_rejects_bad_sha(tmp_path, monkeypatch):
         mn.fetch_musicnn_checkpoint(cache_dir=tmp_path / "cache")
 
 
+def test_fetch_rejects_bad_wheel(tmp_path, monkeypatch):
+    import zipfile
+
+    (tmp_path / "musicnn").mkdir()
+    with zipfile.ZipFile(tmp_path / "musicnn" / mn.MUSICNN_WHEEL_FILENAME, "w") as zf:
+        zf.writestr("musicnn/MSD_musicnn/.index", b"x")
+    monkeypatch.setenv("MUSICDIFF_WEIGHTS", str(tmp_path))
+    with pytest.raises(RuntimeError, match="SHA-256 mismatch"):
+        mn.fetch_musicnn_checkpoint(cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "MSD_musicnn").exists()
+
+
+def test_fetch_offline_error_says_how_to_fix(tmp_path, monkeypatch):
+    def no_network(cmd, **kwargs):
+        assert cmd[1:4] == ["-m", "pip", "download"] and "--no-deps" in cmd
+        raise OSError("network unreachable")
+
+    monkeypatch.delenv("MUSICDIFF_WEIGHTS", raising=False)
+    monkeypatch.setattr(mn.subprocess, "run", no_network)
+    with pytest.raises(mn.MusicnnWeightsUnavailable) as exc:
+        mn.fetch_musicnn_checkpoint(cache_dir=tmp_path / "cache")
+    msg = str(exc.value)
+    assert "pip download --no-deps musicnn==0.1.0" in msg and "$MUSICDIFF_WEIGHTS/musicnn/" in msg
+    assert "network unreachable" in msg
+
+
 # ----------------------------------------------------------------------------- (b) parity
 def test_network_matches_tensorflow(model, ref):
     with torch.inference_mode():
@@ -153,7 +179,24 @@ def test_embed_matches_tf_patch(embedder, ref):
         np.testing.assert_allclose(emb[0], ref["tf_penultimate"][row], rtol=0, atol=1e-4)
 
 
+def test_dense_pre_layer_matches_tf(musicnn_prefix, ref):
+    emb = mn.MusicnnEmbedding(checkpoint=musicnn_prefix, layer="dense_pre")
+    assert emb.config["layer"] == "dense_pre"
+    row = np.flatnonzero((ref["patch_clip"] == 1) & (ref["patch_start"] == 0))[0]
+    np.testing.assert_allclose(emb.embed(_fixture_audio(ref, 1))[0], ref["tf_dense_pre"][row], atol=2e-4)
+
+
 # ----------------------------------------------------------------------------- (d) shapes / errors
+def test_loud_audio_stays_finite(embedder):
+    # musicnn's own extractor overflows float16 on loud input; the float32 front end must not
+    rng = np.random.default_rng(1)
+    loud = np.clip(rng.standard_normal(48000).astype(np.float32) * 4, -1, 1)
+    mel = mn.log_mel_frontend(torch.from_numpy(loud))
+    # in float16, 10000 * mel overflows above 65504, i.e. log values above log10(65505) ~ 4.82
+    assert torch.isfinite(mel).all() and mel.max() > 4.9
+    assert np.isfinite(embedder.embed(loud)).all()
+
+
 def test_embed_short_clip_repeat_pads(embedder, ref):
     audio = _fixture_audio(ref, 0)[:16000]  # 1 s -> 63 frames, tiled to 187
     emb = embedder.embed(audio)

@@ -11,6 +11,9 @@ and the checkpoint is read with :func:`musicdiff.metrics.tf_bundle.read_tf_bundl
 Licence of the weights: the wheel declares the ISC licence; the authors also distribute
 converted musicnn models under CC BY-NC-SA.  Users should check which applies to their use.
 
+Embedding-cache keys should include :attr:`MusicnnEmbedding.config` and
+:attr:`MusicnnEmbedding.weight_sha256`.
+
 Pipeline (all at 16 kHz):
 
 1. Front end (:func:`log_mel_frontend`): STFT with n_fft 512 (32 ms), hop 256 (16 ms), periodic
@@ -18,7 +21,9 @@ Pipeline (all at 16 kHz):
    spectrum; 96 Slaney-scale mel bands between 0 and 8 kHz with Slaney (area) normalisation,
    i.e. librosa's default ``librosa.filters.mel``; compression ``log10(10000 * mel + 1)``
    computed in float32.  (musicnn's own extractor casts the mel spectrogram to float16 first,
-   which overflows to inf on loud music; we do not copy that.)
+   which overflows to inf on loud music; we do not copy that.  The librosa of 2019 that
+   computed musicnn's training data padded the STFT by reflection; librosa >= 0.10 and we pad
+   with zeros, which changes only the first and last frame of a clip.)
 2. Patches of 187 frames (= musicnn's 3 s input: ``floor((3 s * 16000 - 256) / 256) + 1``),
    taken every ``hop_s`` seconds; a clip shorter than one patch is repeat-padded by tiling its
    log-mel frames in time (musicnn's ``pad_short = "repeat-pad"`` training setting).
@@ -146,9 +151,15 @@ def _extract_model_from_wheel(wheel: Path, dest: Path) -> Path:
                     shutil.copyfileobj(src, dst)
         if _check_model_dir(tmp) is None:
             raise RuntimeError(f"{wheel}: {member_prefix} lacks {_BUNDLE_FILES}")
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders
         if dest.exists():
             shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            # another process may have completed the same extraction meanwhile
+            if _check_model_dir(dest) is None:
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
