@@ -1,0 +1,613 @@
+"""MusiCNN (MSD_musicnn) audio embedding, re-expressed in PyTorch, no TensorFlow needed.
+
+The network is the "musically motivated" CNN of Pons & Serra (2019), *musicnn: pre-trained
+convolutional neural networks for music audio tagging* (ISMIR LBD), whose architecture follows
+Pons et al. (2018), *End-to-end learning for music audio tagging at scale* (ISMIR).  The
+weights are the ``MSD_musicnn`` TensorFlow-1 checkpoint (trained on the Million Song Dataset,
+50 tags, 787,159 trainable parameters) shipped inside the PyPI wheel ``musicnn==0.1.0``.  We use
+the wheel only as data: it is downloaded with ``pip download --no-deps``, pinned by SHA-256,
+and the checkpoint is read with :func:`musicdiff.metrics.tf_bundle.read_tf_bundle`.
+
+Licence of the weights: the wheel declares the ISC licence; the authors also distribute
+converted musicnn models under CC BY-NC-SA.  Users should check which applies to their use.
+
+Embedding-cache keys should include :attr:`MusicnnEmbedding.config` and
+:attr:`MusicnnEmbedding.weight_sha256`.
+
+Pipeline (all at 16 kHz):
+
+1. Front end (:func:`log_mel_frontend`): STFT with n_fft 512 (32 ms), hop 256 (16 ms), periodic
+   Hann window, centred with zero ("constant") padding of n_fft/2 samples on each side; power
+   spectrum; 96 Slaney-scale mel bands between 0 and 8 kHz with Slaney (area) normalisation,
+   i.e. librosa's default ``librosa.filters.mel``; compression ``log10(10000 * mel + 1)``
+   computed in float32.  (musicnn's own extractor casts the mel spectrogram to float16 first,
+   which overflows to inf on loud music; we do not copy that.  The librosa of 2019 that
+   computed musicnn's training data padded the STFT by reflection; librosa >= 0.10 and we pad
+   with zeros, which changes only the first and last frame of a clip.)
+2. Patches of 187 frames (= musicnn's 3 s input: ``floor((3 s * 16000 - 256) / 256) + 1``),
+   taken every ``hop_s`` seconds; a clip shorter than one patch is repeat-padded by tiling its
+   log-mel frames in time (musicnn's ``pad_short = "repeat-pad"`` training setting).
+3. Network (:class:`MusiCNN`): input batch-norm; timbral front end (vertical filters 7x38 and
+   7x67 over the mel axis, 204 maps each) and temporal front end (1-D filters of 128, 64 and 32
+   frames, 51 maps each), each conv -> ReLU -> batch-norm -> max over frequency, concatenated
+   to 561 channels; mid end of three 1-D convs (64 maps, kernel 7, ReLU, batch-norm; the 2nd
+   and 3rd are residual), densely concatenated to 753 channels; back end of max and mean pooling
+   over time, interleaved per channel (``[max_0, mean_0, max_1, mean_1, ...]``, 1506 values),
+   batch-norm, dense 1506->200 + ReLU, batch-norm (= musicnn's ``penultimate``), dense
+   200->50 (logits) and a sigmoid (``taggram``).  Batch-norm uses TF's epsilon 1e-3.
+
+Output layer: :class:`MusicnnEmbedding` returns the 200-d ``penultimate`` features by default
+(dense 1506->200, ReLU, then batch-norm), the layer musicnn's own extractor exposes under that
+name and the one the tag classifier reads, so our features correspond to the published
+"musicnn penultimate" features.  The pre-activation of the same dense layer is available as
+``layer="dense_pre"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musicdiff.metrics.tf_bundle import read_tf_bundle
+
+__all__ = [
+    "MUSICNN_WHEEL",
+    "MUSICNN_WHEEL_SHA256",
+    "MUSICNN_DATA_SHA256",
+    "SAMPLE_RATE",
+    "N_FFT",
+    "HOP_LENGTH",
+    "N_MELS",
+    "PATCH_FRAMES",
+    "MusicnnWeightsUnavailable",
+    "fetch_musicnn_checkpoint",
+    "slaney_mel_filterbank",
+    "log_mel_frontend",
+    "MusiCNN",
+    "MusicnnEmbedding",
+]
+
+MUSICNN_WHEEL = "musicnn==0.1.0"
+MUSICNN_WHEEL_FILENAME = "musicnn-0.1.0-py3-none-any.whl"
+MUSICNN_WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
+MUSICNN_DATA_SHA256 = "8579734ee6388f799ed0def4bbd0d1fdcbeaf213ef2a9dc860917bd76a303de6"
+MUSICNN_MODEL = "MSD_musicnn"
+
+SAMPLE_RATE = 16000  # Hz
+N_FFT = 512  # samples (32 ms)
+HOP_LENGTH = 256  # samples (16 ms)
+N_MELS = 96
+F_MIN = 0.0  # Hz
+F_MAX = 8000.0  # Hz
+PATCH_FRAMES = 187  # frames, musicnn's 3 s input
+BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization default
+
+_DATA_FILE = ".data-00000-of-00001"
+_INDEX_FILE = ".index"
+_BUNDLE_FILES = (_DATA_FILE, _INDEX_FILE)
+
+
+# =========================================================================== weights
+class MusicnnWeightsUnavailable(RuntimeError):
+    """The MSD_musicnn checkpoint is neither present locally nor downloadable."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_model_dir(folder: Path) -> Path | None:
+    """Return the bundle prefix if ``folder`` holds a verified MSD_musicnn bundle."""
+    data = folder / _DATA_FILE
+    if not (data.is_file() and (folder / _INDEX_FILE).is_file()):
+        return None
+    digest = _sha256(data)
+    if digest != MUSICNN_DATA_SHA256:
+        raise RuntimeError(
+            f"SHA-256 mismatch for {data}: got {digest}, expected {MUSICNN_DATA_SHA256}. "
+            "Delete this folder and provide the genuine musicnn 0.1.0 checkpoint."
+        )
+    # The bundle files have an empty basename ("<folder>/.index"): the folder is the prefix.
+    return folder
+
+
+def _extract_model_from_wheel(wheel: Path, dest: Path) -> Path:
+    """Verify ``wheel`` and atomically extract its MSD_musicnn folder to ``dest``."""
+    digest = _sha256(wheel)
+    if digest != MUSICNN_WHEEL_SHA256:
+        raise RuntimeError(
+            f"SHA-256 mismatch for {wheel}: got {digest}, expected {MUSICNN_WHEEL_SHA256} "
+            f"({MUSICNN_WHEEL}). Remove the file and provide the genuine wheel."
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".musicnn-extract-", dir=dest.parent))
+    try:
+        member_prefix = f"musicnn/{MUSICNN_MODEL}/"
+        with zipfile.ZipFile(wheel) as zf:
+            members = [m for m in zf.namelist() if m.startswith(member_prefix) and not m.endswith("/")]
+            if not members:
+                raise RuntimeError(f"{wheel} does not contain {member_prefix}")
+            for m in members:
+                name = m[len(member_prefix) :]
+                if "/" in name or name in ("", ".", ".."):
+                    continue
+                with zf.open(m) as src, open(tmp / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        if _check_model_dir(tmp) is None:
+            raise RuntimeError(f"{wheel}: {member_prefix} lacks {_BUNDLE_FILES}")
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders
+        if dest.exists():
+            shutil.rmtree(dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            # another process may have completed the same extraction meanwhile
+            if _check_model_dir(dest) is None:
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    prefix = _check_model_dir(dest)
+    assert prefix is not None
+    return prefix
+
+
+def _find_wheel(folder: Path) -> Path | None:
+    cands = sorted(folder.glob("musicnn-0.1.0-*.whl")) if folder.is_dir() else []
+    return cands[0] if cands else None
+
+
+def fetch_musicnn_checkpoint(cache_dir: Path | None = None) -> Path:
+    """Locate or download the MSD_musicnn checkpoint; return its bundle prefix.
+
+    Search order:
+
+    1. ``$MUSICDIFF_WEIGHTS/musicnn/`` (filled by hand): either an extracted ``MSD_musicnn/``
+       folder (holding ``.index`` and ``.data-00000-of-00001``), those two files directly, or
+       the wheel ``musicnn-0.1.0-py3-none-any.whl`` (extracted into the cache dir).
+    2. ``cache_dir`` (default ``~/.cache/musicdiff/weights/musicnn``), folder ``MSD_musicnn/``.
+    3. ``python -m pip download --no-deps musicnn==0.1.0`` into a temporary folder, then
+       extraction of the ``MSD_musicnn`` folder into the cache (temporary folder + rename).
+
+    The wheel and the data shard are always checked against :data:`MUSICNN_WHEEL_SHA256` and
+    :data:`MUSICNN_DATA_SHA256`.
+
+    Returns the bundle prefix, which is the ``MSD_musicnn`` folder itself: its files have an
+    empty basename (``.index``, ``.data-00000-of-00001``) and ``read_tf_bundle`` treats a
+    directory prefix as ``"<folder>/"``.  The folder's ``checkpoint`` file names an absolute
+    path on the authors' machine and is ignored.
+
+    Raises ``RuntimeError`` on a SHA-256 mismatch, and :class:`MusicnnWeightsUnavailable` (a
+    ``RuntimeError``) when the checkpoint can be neither found nor downloaded (the message says
+    how to provide it by hand).
+    """
+    cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache/musicdiff/weights/musicnn"
+    cache_model = cache / MUSICNN_MODEL
+
+    env = os.environ.get("MUSICDIFF_WEIGHTS")
+    if env:
+        user = Path(env).expanduser() / "musicnn"
+        for folder in (user / MUSICNN_MODEL, user):
+            prefix = _check_model_dir(folder)
+            if prefix is not None:
+                return prefix
+        wheel = _find_wheel(user)
+        if wheel is not None:
+            return _extract_model_from_wheel(wheel, cache_model)
+
+    prefix = _check_model_dir(cache_model)
+    if prefix is not None:
+        return prefix
+    wheel = _find_wheel(cache)
+    if wheel is not None:
+        return _extract_model_from_wheel(wheel, cache_model)
+
+    with tempfile.TemporaryDirectory(prefix="musicnn-wheel-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               MUSICNN_WHEEL, "-d", tmp]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            failure = None if proc.returncode == 0 else (proc.stderr or proc.stdout).strip()[-800:]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            failure = repr(exc)
+        wheel = _find_wheel(Path(tmp))
+        if failure is not None or wheel is None:
+            raise MusicnnWeightsUnavailable(
+                "MusiCNN weights (MSD_musicnn checkpoint from the PyPI wheel "
+                f"{MUSICNN_WHEEL}) are not available and could not be downloaded.\n"
+                f"Download the wheel on a machine with network access:\n"
+                f"    python -m pip download --no-deps {MUSICNN_WHEEL} -d DIR\n"
+                f"and put {MUSICNN_WHEEL_FILENAME} (SHA-256 {MUSICNN_WHEEL_SHA256}) into "
+                "$MUSICDIFF_WEIGHTS/musicnn/ (or into "
+                f"{cache}).\npip said: {failure or 'no wheel file was written'}"
+            )
+        return _extract_model_from_wheel(wheel, cache_model)
+
+
+# =========================================================================== front end
+def _hz_to_mel_slaney(f: np.ndarray) -> np.ndarray:
+    # Slaney's Auditory Toolbox scale: linear below 1 kHz (3 mel per 200 Hz), log above.
+    f = np.asarray(f, dtype=np.float64)
+    f_sp = 200.0 / 3.0
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    mel = f / f_sp
+    high = f >= min_log_hz
+    mel[high] = min_log_mel + np.log(f[high] / min_log_hz) / logstep
+    return mel
+
+
+def _mel_to_hz_slaney(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp = 200.0 / 3.0
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    f = f_sp * m
+    high = m >= min_log_mel
+    f[high] = min_log_hz * np.exp(logstep * (m[high] - min_log_mel))
+    return f
+
+
+def slaney_mel_filterbank(
+    sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS,
+    fmin: float = F_MIN, fmax: float = F_MAX,
+) -> np.ndarray:
+    """Triangular mel filterbank, shape ``(n_mels, n_fft // 2 + 1)``, float32.
+
+    Slaney mel scale and Slaney area normalisation (each filter scaled by 2 / bandwidth in Hz),
+    computed in float64 as ``librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)`` (librosa's
+    defaults ``htk=False, norm="slaney"``) does, then cast to float32.
+    """
+    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
+    mel_pts = np.linspace(_hz_to_mel_slaney(np.array([fmin]))[0],
+                          _hz_to_mel_slaney(np.array([fmax]))[0], n_mels + 2)
+    hz_pts = _mel_to_hz_slaney(mel_pts)
+    widths = np.diff(hz_pts)
+    ramps = hz_pts[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (hz_pts[2:] - hz_pts[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+_MEL_CACHE: dict[str, torch.Tensor] = {}
+
+
+def log_mel_frontend(audio: torch.Tensor) -> torch.Tensor:
+    """musicnn log-mel front end: ``(samples,)`` float at 16 kHz -> ``(frames, 96)`` float32.
+
+    ``frames = 1 + samples // 256`` (centred STFT).  Each frame is
+    ``log10(10000 * mel_power + 1)`` with mel_power = Slaney mel filterbank (0-8 kHz, 96 bands)
+    applied to ``|STFT|^2`` (n_fft 512, hop 256, periodic Hann, zero padding of 256 samples at
+    both ends).  Matches ``librosa.feature.melspectrogram(y, sr=16000, n_fft=512,
+    hop_length=256, n_mels=96)`` with librosa >= 0.10 (whose default ``pad_mode`` is
+    "constant"), followed by the float32 log compression.
+
+    Raises ``ValueError`` for input that is not 1-D or is empty.
+    """
+    if audio.ndim != 1:
+        raise ValueError(f"log_mel_frontend expects mono audio of shape (samples,), got {tuple(audio.shape)}")
+    if audio.numel() == 0:
+        raise ValueError("log_mel_frontend got empty audio")
+    audio = audio.to(torch.float32)
+    key = str(audio.device)
+    if key not in _MEL_CACHE:
+        _MEL_CACHE[key] = torch.from_numpy(slaney_mel_filterbank()).to(audio.device)
+    fb = _MEL_CACHE[key]
+    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float32, device=audio.device)
+    spec = torch.stft(audio, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT, window=window,
+                      center=True, pad_mode="constant", return_complex=True)
+    power = spec.real.square() + spec.imag.square()  # (freq, frames)
+    mel = fb @ power  # (n_mels, frames)
+    return torch.log10(10000.0 * mel + 1.0).T.contiguous()
+
+
+# =========================================================================== network
+class _BatchNorm(nn.Module):
+    """Inference-mode batch norm with TF semantics over a given channel axis (eps 1e-3)."""
+
+    def __init__(self, n: int, axis: int):
+        super().__init__()
+        self.axis = axis
+        self.register_buffer("gamma", torch.ones(n))
+        self.register_buffer("beta", torch.zeros(n))
+        self.register_buffer("moving_mean", torch.zeros(n))
+        self.register_buffer("moving_variance", torch.ones(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.gamma * torch.rsqrt(self.moving_variance + BN_EPS)
+        shift = self.beta - self.moving_mean * scale
+        view = [1] * x.ndim
+        view[self.axis] = -1
+        return x * scale.view(view) + shift.view(view)
+
+
+def _same_pad(k: int) -> tuple[int, int]:
+    # TF "SAME" padding for stride 1: the extra sample of an even kernel goes at the end.
+    return (k - 1) // 2, k - 1 - (k - 1) // 2
+
+
+class MusiCNN(nn.Module):
+    """MSD_musicnn network (Pons & Serra 2019; Pons et al. 2018), inference only.
+
+    ``forward(x)`` takes log-mel patches ``(batch, 187, 96)`` (time, mel) and returns a dict:
+
+    * ``"timbral"`` ``(batch, 408, T)`` and ``"temporal"`` ``(batch, 153, T)``: front-end maps;
+    * ``"mean_pool"``, ``"max_pool"`` ``(batch, 753)``: temporal pooling of the mid end;
+    * ``"dense_pre"`` ``(batch, 200)``: 1506->200 dense layer before its ReLU;
+    * ``"penultimate"`` ``(batch, 200)``: that layer after ReLU and batch-norm;
+    * ``"logits"`` and ``"taggram"`` (sigmoid) ``(batch, 50)``: the 50 MSD tags.
+
+    Other time lengths than 187 frames are accepted by the layers (musicnn is fully
+    convolutional up to the global pooling) but the weights were trained on 187.
+    Parameters are stored as buffers (no training here); load them with :meth:`from_checkpoint`.
+    """
+
+    TIMBRAL_KERNELS = ((7, 38), (7, 67))  # int(0.4 * 96), int(0.7 * 96)
+    TEMPORAL_KERNELS = (128, 64, 32)
+    N_TIMBRAL = 204  # int(1.6 * 128)
+    N_TEMPORAL = 51  # int(1.6 * 32)
+    N_MID = 64
+    N_DENSE = 200
+    N_TAGS = 50
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn_input = _BatchNorm(1, axis=1)
+        self.timbral = nn.ModuleList(nn.Conv2d(1, self.N_TIMBRAL, k) for k in self.TIMBRAL_KERNELS)
+        self.timbral_bn = nn.ModuleList(_BatchNorm(self.N_TIMBRAL, 1) for _ in self.TIMBRAL_KERNELS)
+        self.temporal = nn.ModuleList(nn.Conv2d(1, self.N_TEMPORAL, (k, 1)) for k in self.TEMPORAL_KERNELS)
+        self.temporal_bn = nn.ModuleList(_BatchNorm(self.N_TEMPORAL, 1) for _ in self.TEMPORAL_KERNELS)
+        n_front = 2 * self.N_TIMBRAL + 3 * self.N_TEMPORAL  # 561
+        self.mid = nn.ModuleList(
+            [nn.Conv1d(n_front, self.N_MID, 7), nn.Conv1d(self.N_MID, self.N_MID, 7),
+             nn.Conv1d(self.N_MID, self.N_MID, 7)]
+        )
+        self.mid_bn = nn.ModuleList(_BatchNorm(self.N_MID, 1) for _ in range(3))
+        n_pool = 2 * (n_front + 3 * self.N_MID)  # 1506
+        self.bn_pool = _BatchNorm(n_pool, 1)
+        self.dense = nn.Linear(n_pool, self.N_DENSE)
+        self.bn_dense = _BatchNorm(self.N_DENSE, 1)
+        self.out = nn.Linear(self.N_DENSE, self.N_TAGS)
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    # ---- weights ---------------------------------------------------------------------
+    def _tf_mapping(self) -> dict[str, tuple[torch.Tensor, str]]:
+        """TF variable name -> (destination tensor, layout conversion)."""
+        m: dict[str, tuple[torch.Tensor, str]] = {}
+
+        def bn(tf_name: str, mod: _BatchNorm) -> None:
+            for v in ("gamma", "beta", "moving_mean", "moving_variance"):
+                m[f"{tf_name}/{v}"] = (getattr(mod, v), "copy")
+
+        def conv(tf_name: str, mod: nn.Module, layout: str) -> None:
+            m[f"{tf_name}/kernel"] = (mod.weight, layout)
+            m[f"{tf_name}/bias"] = (mod.bias, "copy")
+
+        # Creation order in musicnn's graph gives the TF layer names.
+        bn("batch_normalization", self.bn_input)
+        for i in range(2):
+            conv(f"conv2d_{i}" if i else "conv2d", self.timbral[i], "conv2d")
+            bn(f"batch_normalization_{i + 1}", self.timbral_bn[i])
+        for i in range(3):
+            conv(f"conv2d_{i + 2}", self.temporal[i], "conv2d")
+            bn(f"batch_normalization_{i + 3}", self.temporal_bn[i])
+        for i in range(3):
+            conv(f"conv2d_{i + 5}", self.mid[i], "conv1d")
+            bn(f"batch_normalization_{i + 6}", self.mid_bn[i])
+        bn("batch_normalization_9", self.bn_pool)
+        m["dense/kernel"] = (self.dense.weight, "linear")
+        m["dense/bias"] = (self.dense.bias, "copy")
+        bn("batch_normalization_10", self.bn_dense)
+        m["dense_1/kernel"] = (self.out.weight, "linear")
+        m["dense_1/bias"] = (self.out.bias, "copy")
+        return m
+
+    @staticmethod
+    def _is_optimizer_slot(name: str) -> bool:
+        return name.endswith(("/Adam", "/Adam_1")) or name in ("beta1_power", "beta2_power")
+
+    @classmethod
+    def from_checkpoint(cls, prefix: str | Path) -> "MusiCNN":
+        """Build the network and load the MSD_musicnn TF checkpoint at ``prefix``.
+
+        Conv kernels are converted from TF ``(kh, kw, in, out)`` to PyTorch ``(out, in, kh, kw)``;
+        the mid-end kernels ``(7, C, 1, 64)`` become Conv1d weights ``(64, C, 7)``; dense kernels
+        ``(in, out)`` are transposed.  Adam slots and ``beta*_power`` are ignored.
+
+        Raises ``ValueError`` naming every missing, unexpected or shape-mismatched tensor.
+        """
+        model = cls()
+        tensors = read_tf_bundle(prefix)
+        mapping = model._tf_mapping()
+        problems = []
+        for name in sorted(mapping):
+            if name not in tensors:
+                problems.append(f"missing {name}")
+        for name in sorted(tensors):
+            if name not in mapping and not cls._is_optimizer_slot(name):
+                problems.append(f"unexpected {name} {tensors[name].shape}")
+        for name, (dest, layout) in mapping.items():
+            if name not in tensors:
+                continue
+            arr = tensors[name]
+            if layout == "conv2d":
+                arr = arr.transpose(3, 2, 0, 1) if arr.ndim == 4 else arr
+            elif layout == "conv1d":
+                arr = arr[:, :, 0, :].transpose(2, 1, 0) if arr.ndim == 4 and arr.shape[2] == 1 else arr
+            elif layout == "linear":
+                arr = arr.T if arr.ndim == 2 else arr
+            if tuple(arr.shape) != tuple(dest.shape):
+                problems.append(f"shape mismatch {name}: checkpoint {tensors[name].shape} "
+                                f"-> {arr.shape}, model expects {tuple(dest.shape)}")
+                continue
+            with torch.no_grad():
+                dest.copy_(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)))
+        if problems:
+            raise ValueError(f"MSD_musicnn checkpoint {prefix} does not fit MusiCNN: " + "; ".join(problems))
+        return model.eval()
+
+    # ---- forward ---------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if x.ndim != 3 or x.shape[2] != N_MELS:
+            raise ValueError(f"MusiCNN expects (batch, frames, {N_MELS}), got {tuple(x.shape)}")
+        h = self.bn_input(x.unsqueeze(1))  # (B, 1, T, 96)
+        # timbral: valid conv over (time, mel) after padding time by 3 on both sides
+        hp = F.pad(h, (0, 0, 3, 3))
+        timbral = [bn(F.relu(conv(hp))).amax(dim=3) for conv, bn in zip(self.timbral, self.timbral_bn)]
+        temporal = []
+        for conv, bn, k in zip(self.temporal, self.temporal_bn, self.TEMPORAL_KERNELS):
+            y = conv(F.pad(h, (0, 0, *_same_pad(k))))
+            temporal.append(bn(F.relu(y)).amax(dim=3))
+        front = torch.cat(timbral + temporal, dim=1)  # (B, 561, T)
+
+        m1 = self.mid_bn[0](F.relu(self.mid[0](F.pad(front, (3, 3)))))
+        m2 = self.mid_bn[1](F.relu(self.mid[1](F.pad(m1, (3, 3))))) + m1
+        m3 = self.mid_bn[2](F.relu(self.mid[2](F.pad(m2, (3, 3))))) + m2
+        feats = torch.cat([front, m1, m2, m3], dim=1)  # (B, 753, T)
+
+        max_pool = feats.amax(dim=2)
+        mean_pool = feats.mean(dim=2)
+        pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # interleaved, (B, 1506)
+        dense_pre = self.dense(self.bn_pool(pooled))
+        penultimate = self.bn_dense(F.relu(dense_pre))
+        logits = self.out(penultimate)
+        return {
+            "timbral": torch.cat(timbral, dim=1),
+            "temporal": torch.cat(temporal, dim=1),
+            "max_pool": max_pool,
+            "mean_pool": mean_pool,
+            "dense_pre": dense_pre,
+            "penultimate": penultimate,
+            "logits": logits,
+            "taggram": torch.sigmoid(logits),
+        }
+
+
+# =========================================================================== embedding
+def _seconds_to_frames(seconds: float) -> int:
+    # musicnn's conversion (librosa.time_to_frames with n_fft, plus one): 3.0 s -> 187 frames.
+    return int(math.floor((seconds * SAMPLE_RATE - N_FFT // 2) / HOP_LENGTH)) + 1
+
+
+class MusicnnEmbedding:
+    """MusiCNN (MSD_musicnn) embedding: mono 16 kHz audio -> ``(n_patches, 200)`` float32.
+
+    Parameters
+    ----------
+    hop_s:
+        Patch hop in seconds, converted to frames as musicnn converts its 3 s input length
+        (``floor((hop_s * 16000 - 256) / 256) + 1``), so the default 3.0 gives a hop of 187
+        frames: musicnn's non-overlapping default.  Must give at least one frame.
+    device:
+        torch device for the network and the front end.
+    checkpoint:
+        Bundle prefix of the MSD_musicnn checkpoint; default :func:`fetch_musicnn_checkpoint`.
+    layer:
+        ``"penultimate"`` (default; 200-d dense layer after ReLU and batch-norm, musicnn's own
+        ``penultimate`` feature) or ``"dense_pre"`` (same layer before the ReLU).
+
+    Attributes
+    ----------
+    config: every preprocessing knob (for embedding-cache keys).
+    weight_sha256: SHA-256 of the checkpoint data shard.
+    """
+
+    name = "musicnn"
+    sample_rate = SAMPLE_RATE
+    dim = 200
+    LAYERS = ("penultimate", "dense_pre")
+
+    def __init__(self, hop_s: float = 3.0, device: str | torch.device = "cpu",
+                 checkpoint: Path | None = None, *, layer: str = "penultimate"):
+        if not (isinstance(hop_s, (int, float)) and math.isfinite(hop_s) and hop_s > 0):
+            raise ValueError(f"hop_s must be a positive number of seconds, got {hop_s!r}")
+        self.patch_hop = _seconds_to_frames(float(hop_s))
+        if self.patch_hop < 1:
+            raise ValueError(f"hop_s={hop_s} s is shorter than one STFT hop of the 16 kHz front end")
+        if layer not in self.LAYERS:
+            raise ValueError(f"layer must be one of {self.LAYERS}, got {layer!r}")
+        self.hop_s = float(hop_s)
+        self.layer = layer
+        self.device = torch.device(device)
+        prefix = Path(checkpoint) if checkpoint is not None else fetch_musicnn_checkpoint()
+        data_file = prefix / _DATA_FILE if prefix.is_dir() else Path(str(prefix) + _DATA_FILE)
+        if not data_file.is_file():
+            raise FileNotFoundError(f"MusiCNN checkpoint data shard not found: {data_file}")
+        self.weight_sha256 = _sha256(data_file)
+        self.model = MusiCNN.from_checkpoint(prefix).to(self.device)
+        self.config = {
+            "model": f"{MUSICNN_WHEEL}/{MUSICNN_MODEL}",
+            "sample_rate": SAMPLE_RATE,
+            "n_fft": N_FFT,
+            "hop_length": HOP_LENGTH,
+            "window": "hann_periodic",
+            "center": True,
+            "pad_mode": "constant",
+            "power": 2.0,
+            "n_mels": N_MELS,
+            "f_min": F_MIN,
+            "f_max": F_MAX,
+            "mel_scale": "slaney",
+            "mel_norm": "slaney",
+            "log": "log10(10000*mel+1) float32",
+            "patch_frames": PATCH_FRAMES,
+            "patch_hop_frames": self.patch_hop,
+            "hop_s": self.hop_s,
+            "short_clip": "repeat-pad log-mel frames to one patch",
+            "tail": "drop frames after the last full patch",
+            "layer": layer,
+        }
+
+    def patches(self, audio: np.ndarray) -> torch.Tensor:
+        """Log-mel patches ``(n_patches, 187, 96)`` float32 for ``audio`` (see :meth:`embed`)."""
+        arr = np.asarray(audio)
+        if arr.ndim != 1:
+            raise ValueError(f"MusicnnEmbedding expects mono audio of shape (samples,), got {arr.shape}")
+        if arr.size == 0:
+            raise ValueError("MusicnnEmbedding got empty audio (0 samples)")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("MusicnnEmbedding got audio containing NaN or infinite samples")
+        x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device)
+        mel = log_mel_frontend(x)  # (frames, 96)
+        n = mel.shape[0]
+        if n < PATCH_FRAMES:
+            mel = mel.repeat(math.ceil(PATCH_FRAMES / n), 1)[:PATCH_FRAMES]
+            n = PATCH_FRAMES
+        starts = range(0, n - PATCH_FRAMES + 1, self.patch_hop)
+        return torch.stack([mel[s : s + PATCH_FRAMES] for s in starts])
+
+    def embed(self, audio: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Embed mono float audio ``(samples,)`` at 16 kHz -> ``(n_patches, 200)`` float32.
+
+        Patches are 187-frame (about 3 s) windows of the log-mel front end starting every
+        ``patch_hop`` frames; frames after the last full patch are dropped (as musicnn does).
+        A clip shorter than one patch is repeat-padded (its log-mel frames tiled in time) and
+        gives one row.  Patches go through the network in batches of ``batch_size``.
+
+        Raises ``ValueError`` for audio that is not 1-D, is empty, or contains NaN/inf.
+        """
+        with torch.inference_mode():
+            p = self.patches(audio)
+            outs = [self.model(p[i : i + batch_size])[self.layer] for i in range(0, p.shape[0], batch_size)]
+            return torch.cat(outs).float().cpu().numpy()
