@@ -62,6 +62,7 @@ __all__ = [
     "fetch_deb",
     "glob_match",
     "iter_ar_members",
+    "read_manifest",
     "sha256_file",
 ]
 
@@ -567,7 +568,7 @@ def _previous_is_valid(out_dir: Path, norm: dict, verify: bool) -> pd.DataFrame 
         state = json.loads(state_file.read_text())
         if state.get("spec") != norm or state.get("manifest_sha256") != _manifest_hash(manifest_file):
             return None
-        df = _read_manifest(manifest_file)
+        df = read_manifest(manifest_file)
         for rel, sha in zip(df["path"], df["sha256"]):
             f = out_dir / rel
             if not f.is_file() or (sha256_file(f) != sha if verify else False):
@@ -577,7 +578,8 @@ def _previous_is_valid(out_dir: Path, norm: dict, verify: bool) -> pd.DataFrame 
         return None
 
 
-def _read_manifest(path: Path) -> pd.DataFrame:
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a ``manifest.csv`` written by :func:`download_set` (strings stay strings, '' not NaN)."""
     return pd.read_csv(path, dtype={"package_version": str, "path_in_package": str, "source_sha256": str,
                                     "licence": str, "sha256": str, "path": str, "package": str},
                        keep_default_na=False, na_values={"duration_s": [""], "sample_rate": [""], "channels": [""]})
@@ -656,4 +658,4 @@ def download_set(
     except BaseException:
         shutil.rmtree(tmp_out, ignore_errors=True)
         raise
-    return _read_manifest(out_dir / "manifest.csv")
+    return read_manifest(out_dir / "manifest.csv")
