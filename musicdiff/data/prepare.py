@@ -1,0 +1,321 @@
+"""The prepare step: decoded, resampled, fixed-length clips from a downloaded set.
+
+:func:`prepare_set` reads the manifest written by
+:func:`musicdiff.data.sources.download_set`, decodes each track to mono at
+``sample_rate`` Hz, cuts it into segments of ``segment_s`` seconds, drops bad
+files and silent segments, splits *tracks* into ``train``/``heldout`` (or
+``ref``), subsamples deterministically, and writes::
+
+    out_dir/<split>/<clip_id>.wav      mono float32 WAV at sample_rate
+    out_dir/manifest.csv               one row per clip (see CLIP_COLUMNS)
+
+Everything depends only on the input files and the arguments (seeded NumPy
+generators, sorted iteration, WAV files without time stamps), so two runs give
+byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from musicdiff.data.audio import BadAudioError, load_audio, rms_dbfs, validate_audio, write_float_wav
+from musicdiff.data.sources import _atomic_replace, sha256_file
+
+__all__ = ["CLIP_COLUMNS", "SKIP_REASONS", "PrepareResult", "prepare_set"]
+
+CLIP_COLUMNS = [
+    "clip",  # path relative to out_dir, e.g. "train/<clip_id>.wav"
+    "sha256",  # of the written clip file
+    "split",  # "train" | "heldout" | "ref"
+    "track",  # the raw file, relative to raw_dir (the download manifest's `path`)
+    "track_sha256",
+    "package",
+    "path_in_package",
+    "source_sha256",
+    "offset_s",  # start of the clip in the (resampled) track, seconds
+    "duration_s",  # clip length, seconds (= segment_s up to one sample)
+    "padded",  # True if the track was shorter than a segment and repeat-padded (pad_short)
+]
+
+#: Why a raw file can be skipped.  The first five come from
+#: :class:`~musicdiff.data.audio.BadAudioError`; ``"duplicate"`` is a file whose
+#: SHA-256 equals that of an earlier track of the manifest (kept once, so the
+#: same audio can never be in both train and held-out).
+SKIP_REASONS = ("unreadable", "empty", "silent", "too_short", "non_finite", "duplicate")
+
+
+@dataclass
+class PrepareResult:
+    """What :func:`prepare_set` produced.
+
+    Attributes:
+        manifest: one row per written clip, columns :data:`CLIP_COLUMNS`, sorted by ``clip``.
+        skipped: number of raw files skipped, per reason (all of :data:`SKIP_REASONS`, zeros included).
+        skipped_files: ``(track path relative to raw_dir, reason)`` for each skipped file.
+        n_tracks: number of tracks that contributed at least one clip.
+        n_clips: number of clips written.
+        total_s: total duration of the clips, seconds.
+        n_silent_segments: segments dropped because they were silent (their track was kept).
+    """
+
+    manifest: pd.DataFrame
+    skipped: dict[str, int]
+    skipped_files: list[tuple[str, str]]
+    n_tracks: int
+    n_clips: int
+    total_s: float
+    n_silent_segments: int = 0
+    splits: dict[str, int] = field(default_factory=dict)
+
+
+def _slug(path: str) -> str:
+    stem = Path(path).stem.lower()
+    return re.sub(r"[^a-z0-9]+", "_", stem).strip("_")[:48] or "track"
+
+
+def _sha_int(sha: str) -> int:
+    return int(sha[:15], 16)
+
+
+def prepare_set(
+    manifest: pd.DataFrame,
+    raw_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    sample_rate: int = 22050,
+    segment_s: float,
+    hop_s: float | None = None,
+    min_duration_s: float | None = None,
+    pad_short: bool = False,
+    silence_dbfs: float = -60.0,
+    max_segments_per_track: int | None = None,
+    max_clips: int | None = None,
+    heldout_fraction: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> PrepareResult:
+    """Cut a downloaded set into fixed-length mono clips and write them with a manifest.
+
+    Steps, for each manifest row in order of ``path``:
+
+    1. check the raw file's SHA-256 against the manifest (a mismatch raises);
+       a file identical to an earlier one is skipped as ``"duplicate"``;
+    2. decode, down-mix (channel mean) and resample to ``sample_rate`` with
+       :func:`~musicdiff.data.audio.load_audio`;
+    3. validate with :func:`~musicdiff.data.audio.validate_audio`
+       (``min_duration_s``, ``silence_dbfs`` on the whole track); failures are
+       *skipped* and counted by reason, never raised;
+    4. a track shorter than one segment is skipped as ``"too_short"``, unless
+       ``pad_short`` is true: then it is repeat-padded (tiled from its start) to
+       exactly one segment;
+    5. segments of ``round(segment_s * sample_rate)`` samples start every
+       ``round(hop_s * sample_rate)`` samples from 0; the incomplete tail is
+       dropped; a segment whose RMS is below ``silence_dbfs`` is dropped
+       (counted in ``n_silent_segments``); a track left with no segment is
+       skipped as ``"silent"``;
+    6. at most ``max_segments_per_track`` segments per track are kept: a uniform
+       subset without replacement, drawn by a generator seeded with
+       ``(seed, track SHA-256)``, so it does not depend on the other tracks.
+
+    Then the surviving tracks are split: with ``heldout_fraction == 0`` every
+    clip is ``"ref"``; otherwise the tracks (sorted by path) are shuffled with
+    ``numpy.random.default_rng(seed)`` and the first
+    ``round(heldout_fraction * n_tracks)`` (at least 1 and at most
+    ``n_tracks - 1`` when there are two or more tracks) become ``"heldout"``,
+    the rest ``"train"``.  A track's clips are never in two splits.  Finally at
+    most ``max_clips`` clips are kept *per split* (a seeded uniform subset
+    without replacement).
+
+    Args:
+        manifest: the download manifest (columns ``path``, ``sha256``,
+            ``package``, ``path_in_package``, ``source_sha256``; see
+            :data:`musicdiff.data.sources.MANIFEST_COLUMNS`).
+        raw_dir: the folder the manifest's ``path`` column is relative to.
+        out_dir: output folder; replaced atomically (built in a temporary folder
+            beside it, then renamed).
+        sample_rate: output sample rate, Hz.
+        segment_s: clip length, seconds.
+        hop_s: distance between clip starts, seconds (default ``segment_s``:
+            no overlap).
+        min_duration_s: tracks shorter than this (seconds) are ``"too_short"``.
+            Default: ``segment_s`` (or 0 with ``pad_short``).
+        pad_short: repeat-pad tracks shorter than one segment instead of skipping them.
+        silence_dbfs: silence threshold for tracks and segments (RMS, dBFS, full scale 1.0).
+        max_segments_per_track: cap on clips per track (None: no cap).
+        max_clips: cap on clips per split (None: no cap).
+        heldout_fraction: fraction of tracks put in ``"heldout"`` (0 <= f < 1).
+        seed: seed of every random choice.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        :class:`PrepareResult`.
+
+    Raises:
+        ValueError: bad arguments, a manifest without the needed columns, or a
+            raw file whose SHA-256 differs from the manifest.
+        FileNotFoundError: a manifest entry missing from ``raw_dir``.
+        RuntimeError: no clip survived (the message lists the skip counts).
+    """
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    if segment_s <= 0:
+        raise ValueError(f"segment_s must be > 0, got {segment_s}")
+    hop_s = segment_s if hop_s is None else hop_s
+    if hop_s <= 0:
+        raise ValueError(f"hop_s must be > 0, got {hop_s}")
+    if not 0.0 <= heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
+    for name, v in (("max_segments_per_track", max_segments_per_track), ("max_clips", max_clips)):
+        if v is not None and v < 1:
+            raise ValueError(f"{name} must be >= 1 or None, got {v}")
+    missing = {"path", "sha256"} - set(manifest.columns)
+    if missing:
+        raise ValueError(f"manifest lacks columns {sorted(missing)}")
+    if min_duration_s is None:
+        min_duration_s = 0.0 if pad_short else segment_s
+    seg_n = int(round(segment_s * sample_rate))
+    hop_n = int(round(hop_s * sample_rate))
+    if seg_n < 1 or hop_n < 1:
+        raise ValueError("segment_s and hop_s must each be at least one sample long")
+
+    rows = manifest.sort_values("path", kind="stable").to_dict("records")
+    skipped = {r: 0 for r in SKIP_REASONS}
+    skipped_files: list[tuple[str, str]] = []
+    n_silent_segments = 0
+    seen_sha: set[str] = set()
+    per_track: dict[str, list[dict]] = {}  # track path -> its clip rows (pending)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    pending = tmp / "_pending"
+    pending.mkdir()
+
+    def skip(track: str, reason: str) -> None:
+        skipped[reason] += 1
+        skipped_files.append((track, reason))
+
+    try:
+        for row in tqdm(rows, desc=f"prepare {out_dir.name}", unit="track", disable=not progress):
+            track = str(row["path"])
+            f = raw_dir / track
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: listed in the manifest but missing")
+            sha = sha256_file(f)
+            if str(row["sha256"]) and sha != str(row["sha256"]):
+                raise ValueError(f"{f}: SHA-256 {sha} differs from the manifest's {row['sha256']}")
+            if sha in seen_sha:
+                skip(track, "duplicate")
+                continue
+            seen_sha.add(sha)
+            try:
+                x = load_audio(f, sample_rate)
+                validate_audio(x, sample_rate, min_duration_s, silence_dbfs, path=f)
+            except BadAudioError as e:
+                skip(track, e.reason)
+                continue
+            except Exception:  # a decoder crash is an unreadable file, not a failed run
+                skip(track, "unreadable")
+                continue
+
+            padded = False
+            if len(x) < seg_n:
+                if not pad_short:
+                    skip(track, "too_short")
+                    continue
+                x = np.resize(x, seg_n)  # repeats x from its start
+                padded = True
+            starts = range(0, len(x) - seg_n + 1, hop_n)
+            kept = []
+            for k, start in enumerate(starts):
+                if rms_dbfs(x[start : start + seg_n]) < silence_dbfs:
+                    n_silent_segments += 1
+                else:
+                    kept.append((k, start))
+            if not kept:
+                skip(track, "silent")
+                continue
+            if max_segments_per_track is not None and len(kept) > max_segments_per_track:
+                rng = np.random.default_rng([seed, 1, _sha_int(sha)])
+                idx = np.sort(rng.choice(len(kept), size=max_segments_per_track, replace=False))
+                kept = [kept[i] for i in idx]
+
+            base = f"{_slug(track)}-{sha[:8]}"
+            clips = []
+            for k, start in kept:
+                clip_id = f"{base}-{k:04d}"
+                write_float_wav(pending / f"{clip_id}.wav", x[start : start + seg_n], sample_rate)
+                clips.append({
+                    "clip_id": clip_id,
+                    "track": track,
+                    "track_sha256": sha,
+                    "package": row.get("package", ""),
+                    "path_in_package": row.get("path_in_package", ""),
+                    "source_sha256": row.get("source_sha256", ""),
+                    "offset_s": start / sample_rate,
+                    "duration_s": seg_n / sample_rate,
+                    "padded": padded,
+                })
+            per_track[track] = clips
+
+        if not per_track:
+            raise RuntimeError(f"no usable clip in {raw_dir}; skipped files per reason: {skipped}")
+
+        # Split tracks (never segments of one track).
+        tracks = sorted(per_track)
+        split_of = {t: "ref" for t in tracks}
+        if heldout_fraction > 0:
+            n = len(tracks)
+            n_held = int(round(heldout_fraction * n))
+            if n >= 2:
+                n_held = min(max(n_held, 1), n - 1)
+            order = np.random.default_rng(seed).permutation(n)
+            held = {tracks[i] for i in order[:n_held]}
+            split_of = {t: ("heldout" if t in held else "train") for t in tracks}
+
+        by_split: dict[str, list[dict]] = {}
+        for t in tracks:
+            for c in per_track[t]:
+                by_split.setdefault(split_of[t], []).append({**c, "split": split_of[t]})
+        final: list[dict] = []
+        for i, split in enumerate(sorted(by_split)):
+            clips = sorted(by_split[split], key=lambda c: c["clip_id"])
+            if max_clips is not None and len(clips) > max_clips:
+                rng = np.random.default_rng([seed, 2, i])
+                idx = np.sort(rng.choice(len(clips), size=max_clips, replace=False))
+                clips = [clips[j] for j in idx]
+            (tmp / split).mkdir()
+            for c in clips:
+                os.replace(pending / f"{c['clip_id']}.wav", tmp / split / f"{c['clip_id']}.wav")
+                c["clip"] = f"{split}/{c['clip_id']}.wav"
+                c["sha256"] = sha256_file(tmp / c["clip"])
+            final.extend(clips)
+        shutil.rmtree(pending)
+
+        df = pd.DataFrame(final)[CLIP_COLUMNS].sort_values("clip", kind="stable").reset_index(drop=True)
+        df.to_csv(tmp / "manifest.csv", index=False, lineterminator="\n")
+        _atomic_replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    return PrepareResult(
+        manifest=df,
+        skipped=skipped,
+        skipped_files=skipped_files,
+        n_tracks=int(df["track"].nunique()),
+        n_clips=len(df),
+        total_s=float(df["duration_s"].sum()),
+        n_silent_segments=n_silent_segments,
+        splits={k: int(v) for k, v in df["split"].value_counts().sort_index().items()},
+    )
