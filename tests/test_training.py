@@ -55,9 +55,17 @@ def test_interrupted_training_resumes_to_the_same_weights(mels, tmp_path):
     init = {k: v.clone() for k, v in straight.state_dict().items()}
     train_diffusion(straight, scheduler, mels, _config(), tmp_path / "a")
 
+    class Interrupt(Exception):
+        pass
+
+    def interrupt_at_step_5(metrics, step):
+        if step == 5:
+            raise Interrupt
+
     resumed = build_mel_unet(TINY, 16, 32)
     resumed.load_state_dict(init)
-    train_diffusion(resumed, scheduler, mels, _config(max_steps=3), tmp_path / "b")  # "interrupted" at 3
+    with pytest.raises(Interrupt):
+        train_diffusion(resumed, scheduler, mels, _config(), tmp_path / "b", log_metrics=interrupt_at_step_5)
     assert latest_checkpoint(tmp_path / "b" / "checkpoints")[0] == 3
     fresh = build_mel_unet(TINY, 16, 32)
     fresh.load_state_dict(init)
