@@ -67,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_fad)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    from musicdiff.tracking import MissingRunError
+
+    try:
+        return args.func(args)
+    except (MissingRunError, FileNotFoundError, RuntimeError) as error:
+        print(f"musicdiff {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

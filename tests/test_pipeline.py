@@ -1,0 +1,135 @@
+"""End to end: the real dvc.yaml and stage scripts, run by `dvc repro` in a temporary folder on real
+music (the clips fadtk ships), with tiny params; plus corrupt, empty and silent files in the
+training folder that must be skipped and counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _tiny_params(folders: dict[str, Path]) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for name, folder in folders.items():
+        params["datasets"][name]["source"] = {"local": str(folder), "include": ["*"]}
+        prepare = params["datasets"][name]["prepare"]
+        prepare.update({"segment_s": 1.0, "min_duration_s": 1.0, "max_segments_per_track": 2})
+        prepare.pop("max_clips", None)
+    params["datasets"]["wesnoth"]["prepare"]["heldout_fraction"] = 0.3
+    params["mel"].update({"n_mels": 16, "frames": 32, "griffin_lim_iters": 4})
+    params["variants"]["mel"]["model"] = {
+        "block_out_channels": [8, 16], "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+        "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "layers_per_block": 1, "norm_num_groups": 4,
+        "attention_head_dim": 4}
+    params["train"].update({"max_steps": 6, "batch_size": 4, "checkpoint_steps": [3], "warmup_steps": 1,
+                            "log_every": 2})
+    params["sample"].update({"n_samples": 4, "batch_size": 4})
+    params["sample"]["samplers"] = {"ddpm": {"num_inference_steps": 4},
+                                    "ddim": {"num_inference_steps": 2, "eta": 0.0}}
+    params["fad"]["n_bootstrap"] = 10
+    return params
+
+
+@pytest.fixture(scope="module")
+def workspace(fadtk_clips, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    for item in ("dvc.yaml", "pipelines", "musicdiff"):
+        src = REPO / item
+        shutil.copytree(src, root / item) if src.is_dir() else shutil.copy(src, root / item)
+    folders = {name: root / "audio_in" / name for name in ("wesnoth", "ambient", "drums")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    for i, clip in enumerate(fadtk_clips):  # 23 clips: 12 training tracks, 6 ambient, 5 drums
+        target = folders["wesnoth"] if i < 12 else folders["ambient"] if i < 18 else folders["drums"]
+        shutil.copy(clip, target / clip.name)
+    bad = folders["wesnoth"]
+    (bad / "corrupt.ogg").write_bytes(os.urandom(4096))
+    (bad / "empty.wav").write_bytes(b"")
+    sf.write(bad / "silent.wav", np.zeros(22050 * 3, dtype=np.float32), 22050)
+    (root / "params.yaml").write_text(yaml.safe_dump(_tiny_params(folders), sort_keys=False))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+           "PYTHONPATH": str(root), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, env=env, check=True)
+    first = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return root, env
+
+
+def _record(root: Path, stage: str, instance: str) -> dict:
+    return json.loads((root / "metrics" / stage / f"{instance}.json").read_text())
+
+
+def test_repro_writes_a_fad_table_with_every_reference_set(workspace):
+    root, _ = workspace
+    table = (root / "reports" / "tables" / "fad.md").read_text()
+    for reference in ("heldout", "train", "ambient", "drums"):
+        assert reference in table
+    rows = (root / "reports" / "tables" / "fad.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 4  # header + 2 samplers x 4 reference sets
+    speed = (root / "reports" / "tables" / "speed.md").read_text()
+    assert "DDPM" in speed and "DDIM" in speed and "Mel-Spec" in speed
+
+
+def test_bad_files_are_skipped_and_counted(workspace):
+    root, _ = workspace
+    metrics = _record(root, "prepare", "wesnoth")["metrics"]
+    assert metrics["skipped_unreadable"] + metrics["skipped_empty"] == 2
+    assert metrics["skipped_silent"] == 1
+    assert metrics["tracks"] == 12
+    assert metrics["clips_heldout"] > 0 and metrics["clips_train"] > 0
+
+
+def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    root, env = workspace
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("musicdiff")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    names = {r.info.run_name for r in runs}
+    records = sorted((root / "metrics").rglob("*.json"))
+    assert len(runs) == len(records) == 3 + 3 + 1 + 1 + 2 + 1 + 6 + 8
+    assert "fad@musicnn-mel-ddpm-heldout" in names and "train@mel" in names
+    fad_run = next(r for r in runs if r.info.run_name == "fad@musicnn-mel-ddim-drums")
+    assert fad_run.data.tags["sampler"] == "ddim" and fad_run.data.tags["reference_set"] == "drums"
+    assert fad_run.data.metrics["n_eval_clips"] == 4 and fad_run.data.metrics["fad"] > 0
+    assert "version.torch" in fad_run.data.tags and "git_commit" in fad_run.data.tags
+    train_run = next(r for r in runs if r.info.run_name == "train@mel")
+    assert len(client.get_metric_history(train_run.info.run_id, "loss")) == 3
+
+
+def test_second_repro_is_a_no_op_and_report_regenerates_identical_tables(workspace):
+    root, env = workspace
+    again = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
+    assert again.returncode == 0
+    assert "Running stage" not in again.stdout
+    before = (root / "reports" / "tables" / "fad.csv").read_text()
+    (root / "reports" / "tables" / "fad.csv").unlink()
+    subprocess.run([sys.executable, "-m", "musicdiff.cli", "report"], cwd=root, env=env, check=True)
+    assert (root / "reports" / "tables" / "fad.csv").read_text() == before
+
+
+def test_report_on_a_store_without_the_runs_names_the_fix_and_relog_repairs_it(workspace, tmp_path):
+    root, env = workspace
+    empty = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}"}
+    failed = subprocess.run([sys.executable, "-m", "musicdiff.cli", "report", "--out", str(tmp_path / "r")],
+                            cwd=root, env=empty, capture_output=True, text=True)
+    assert failed.returncode != 0 and "musicdiff relog metrics/" in failed.stderr
+    subprocess.run([sys.executable, "-m", "musicdiff.cli", "relog", "metrics"], cwd=root, env=empty, check=True)
+    subprocess.run([sys.executable, "-m", "musicdiff.cli", "report", "--out", str(tmp_path / "r")],
+                   cwd=root, env=empty, check=True)
+    assert (tmp_path / "r" / "tables" / "fad.csv").read_text() == (root / "reports" / "tables" / "fad.csv").read_text()
