@@ -10,6 +10,7 @@ A *set spec* is one entry of the parameters file, either
            "include": ["usr/share/games/wesnoth/1.16/data/core/music/*.ogg"],
            "exclude": [...],                          # optional
            "archive_include": ["sound/cdtracks/*.ogg"],  # optional: members of matched .pk3/.zip
+           "archive_exclude": ["sound/cdtracks/thunder.ogg"],  # optional
            "sum_stems": false},                       # optional: one track per folder of stems
           ...]}
 
@@ -177,11 +178,13 @@ class DebianPackage:
     include: tuple[str, ...]
     exclude: tuple[str, ...] = ()
     archive_include: tuple[str, ...] = ()
+    archive_exclude: tuple[str, ...] = ()
     sum_stems: bool = False
 
     @classmethod
     def from_spec(cls, d: dict) -> "DebianPackage":
-        unknown = set(d) - {"name", "version", "sha256", "include", "exclude", "archive_include", "sum_stems"}
+        unknown = set(d) - {"name", "version", "sha256", "include", "exclude", "archive_include", "archive_exclude",
+                          "sum_stems"}
         if unknown:
             raise ValueError(f"debian package spec {d.get('name')!r}: unknown keys {sorted(unknown)}")
         for key in ("name", "version", "sha256", "include"):
@@ -198,6 +201,7 @@ class DebianPackage:
             include=as_tuple(d["include"]),
             exclude=as_tuple(d.get("exclude")),
             archive_include=as_tuple(d.get("archive_include")),
+            archive_exclude=as_tuple(d.get("archive_exclude")),
             sum_stems=bool(d.get("sum_stems", False)),
         )
 
@@ -429,7 +433,9 @@ def _sum_stems(files: list[Path], out: Path) -> None:
     Stems are decoded with libsndfile, brought to the first stem's sample rate
     and channel count, zero-padded to the longest and summed with unit gain (as
     the game plays them).  If the sum would clip, it is scaled so that its peak
-    is 0.99; the file is 24-bit FLAC.
+    is 0.99.  The file is 16-bit FLAC (the stems are lossy Vorbis; 24 bits would
+    double the size for nothing a 22 kHz benchmark can see), rounded without dither
+    so that it is reproducible.
     """
     from musicdiff.data.audio import resample
 
@@ -450,7 +456,7 @@ def _sum_stems(files: list[Path], out: Path) -> None:
     peak = float(np.max(np.abs(mix))) if mix.size else 0.0
     if peak > 0.99:
         mix *= 0.99 / peak
-    sf.write(str(out), mix.astype(np.float32), sr0, format="FLAC", subtype="PCM_24")
+    sf.write(str(out), mix.astype(np.float32), sr0, format="FLAC", subtype="PCM_16")
 
 
 def _build_debian(pkgs: list[DebianPackage], tmp_out: Path, cache_dir: Path | None, progress: bool,
@@ -487,6 +493,8 @@ def _build_debian(pkgs: list[DebianPackage], tmp_out: Path, cache_dir: Path | No
                     with zipfile.ZipFile(full) as zf:
                         for info in sorted(zf.infolist(), key=lambda i: i.filename):
                             if info.is_dir() or not glob_match(info.filename, pkg.archive_include):
+                                continue
+                            if pkg.archive_exclude and glob_match(info.filename, pkg.archive_exclude):
                                 continue
                             member = PurePosixPath(info.filename)
                             if member.is_absolute() or ".." in member.parts:
