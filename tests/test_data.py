@@ -15,7 +15,6 @@ import io
 import shutil
 import subprocess
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 

@@ -44,7 +44,7 @@ import subprocess
 import tarfile
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
@@ -373,11 +373,13 @@ def extract_deb_python(deb: str | os.PathLike, dest: str | os.PathLike) -> None:
             tf = tarfile.open(fileobj=stream, mode="r|")
         else:
             tf = tarfile.open(fileobj=reader, mode="r|*")
+        # Members are vetted by _safe_tar_filter; tarfile's own filter is then told to trust them.
+        trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}
         with tf:
             for member in tf:
                 m = _safe_tar_filter(member, str(dest))
                 if m is not None:
-                    tf.extract(m, dest, set_attrs=False, **({"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}))
+                    tf.extract(m, dest, set_attrs=False, **trusted)
         return
     raise ValueError(f"{deb}: no data.tar member; not a Debian binary package?")
 
