@@ -206,7 +206,7 @@ def test_bad_files_are_skipped_and_counted_while_good_files_come_through(tmp_pat
     assert res.n_tracks == 2 and res.n_clips == 10
 
 
-def test_short_tracks_are_skipped_unless_pad_short_repeat_pads_them(tmp_path):
+def test_short_tracks_are_skipped_unless_pad_short_pads_them(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     short = _noise(0.5)
@@ -226,6 +226,11 @@ def test_short_tracks_are_skipped_unless_pad_short_repeat_pads_them(tmp_path):
     assert sr == SR and clip.shape == (SR,)
     np.testing.assert_array_equal(clip[: len(short)], short)
     np.testing.assert_array_equal(clip[len(short) : 2 * len(short)], short[: SR - len(short)])
+
+    res = prepare_set(man, raw, tmp_path / "zero", segment_s=1.0, pad_short=True, pad_mode="zero", progress=False)
+    row = res.manifest[res.manifest.track == "audio/short.wav"].iloc[0]
+    clip, _ = sf.read(tmp_path / "zero" / row["clip"], dtype="float32")
+    np.testing.assert_array_equal(clip, np.concatenate([short, np.zeros(SR - len(short), np.float32)]))
 
     res = prepare_set(man, raw, tmp_path / "min", segment_s=1.0, pad_short=True, min_duration_s=0.6,
                       progress=False)

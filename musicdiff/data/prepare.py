@@ -43,7 +43,7 @@ CLIP_COLUMNS = [
     "source_sha256",
     "offset_s",  # start of the clip in the (resampled) track, seconds
     "duration_s",  # clip length, seconds (= segment_s up to one sample)
-    "padded",  # True if the track was shorter than a segment and repeat-padded (pad_short)
+    "padded",  # True if the track was shorter than a segment and padded (pad_short)
 ]
 
 #: Why a raw file can be skipped.  The first five come from
@@ -96,6 +96,7 @@ def prepare_set(
     hop_s: float | None = None,
     min_duration_s: float | None = None,
     pad_short: bool = False,
+    pad_mode: str = "repeat",
     silence_dbfs: float = -60.0,
     max_segments_per_track: int | None = None,
     max_clips: int | None = None,
@@ -115,8 +116,10 @@ def prepare_set(
        (``min_duration_s``, ``silence_dbfs`` on the whole track); failures are
        *skipped* and counted by reason, never raised;
     4. a track shorter than one segment is skipped as ``"too_short"``, unless
-       ``pad_short`` is true: then it is repeat-padded (tiled from its start) to
-       exactly one segment;
+       ``pad_short`` is true: then it is padded to exactly one segment, by
+       repeating it from its start (``pad_mode="repeat"``, the MusiCNN
+       convention) or with trailing zeros (``pad_mode="zero"``, better for
+       one-shot samples, whose decay into silence is part of the sound);
     5. segments of ``round(segment_s * sample_rate)`` samples start every
        ``round(hop_s * sample_rate)`` samples from 0; the incomplete tail is
        dropped; a segment whose RMS is below ``silence_dbfs`` is dropped
@@ -148,7 +151,8 @@ def prepare_set(
             no overlap).
         min_duration_s: tracks shorter than this (seconds) are ``"too_short"``.
             Default: ``segment_s`` (or 0 with ``pad_short``).
-        pad_short: repeat-pad tracks shorter than one segment instead of skipping them.
+        pad_short: pad tracks shorter than one segment instead of skipping them.
+        pad_mode: ``"repeat"`` (tile the track) or ``"zero"`` (append silence).
         silence_dbfs: silence threshold for tracks and segments (RMS, dBFS, full scale 1.0).
         max_segments_per_track: cap on clips per track (None: no cap).
         max_clips: cap on clips per split (None: no cap).
@@ -179,6 +183,8 @@ def prepare_set(
     missing = {"path", "sha256"} - set(manifest.columns)
     if missing:
         raise ValueError(f"manifest lacks columns {sorted(missing)}")
+    if pad_mode not in ("repeat", "zero"):
+        raise ValueError(f"pad_mode must be 'repeat' or 'zero', got {pad_mode!r}")
     if min_duration_s is None:
         min_duration_s = 0.0 if pad_short else segment_s
     seg_n = int(round(segment_s * sample_rate))
@@ -233,7 +239,10 @@ def prepare_set(
                 if not pad_short:
                     skip(track, "too_short")
                     continue
-                x = np.resize(x, seg_n)  # repeats x from its start
+                if pad_mode == "repeat":
+                    x = np.resize(x, seg_n)  # repeats x from its start
+                else:
+                    x = np.pad(x, (0, seg_n - len(x)))
                 padded = True
             starts = range(0, len(x) - seg_n + 1, hop_n)
             kept = []
