@@ -162,6 +162,8 @@ def test_prepare_is_deterministic_and_subsamples_per_track_and_per_split(tmp_pat
     b = prepare_set(man, raw, tmp_path / "b", **kw)
     pd.testing.assert_frame_equal(a.manifest, b.manifest)  # same clips, same bytes (sha256 column)
     assert a.n_clips == 10 and a.manifest.groupby("track").size().max() <= 4
+    first = prepare_set(man, raw, tmp_path / "f", **{**kw, "per_track_selection": "first", "max_clips": None})
+    assert set(first.manifest["offset_s"]) == {0.0, 0.5, 1.0, 1.5}
     c = prepare_set(man, raw, tmp_path / "c", **{**kw, "seed": 4})
     assert set(c.manifest["clip"]) != set(a.manifest["clip"])
 

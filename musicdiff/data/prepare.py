@@ -99,6 +99,7 @@ def prepare_set(
     pad_mode: str = "repeat",
     silence_dbfs: float = -60.0,
     max_segments_per_track: int | None = None,
+    per_track_selection: str = "random",
     max_clips: int | None = None,
     heldout_fraction: float = 0.0,
     seed: int = 0,
@@ -125,9 +126,11 @@ def prepare_set(
        dropped; a segment whose RMS is below ``silence_dbfs`` is dropped
        (counted in ``n_silent_segments``); a track left with no segment is
        skipped as ``"silent"``;
-    6. at most ``max_segments_per_track`` segments per track are kept: a uniform
-       subset without replacement, drawn by a generator seeded with
-       ``(seed, track SHA-256)``, so it does not depend on the other tracks.
+    6. at most ``max_segments_per_track`` segments per track are kept: with
+       ``per_track_selection="random"`` a uniform subset without replacement,
+       drawn by a generator seeded with ``(seed, track SHA-256)`` (so it does
+       not depend on the other tracks); with ``"first"`` the earliest ones
+       (for one-shot samples: the attack rather than the decay).
 
     Then the surviving tracks are split: with ``heldout_fraction == 0`` every
     clip is ``"ref"``; otherwise the tracks (sorted by path) are shuffled with
@@ -155,6 +158,7 @@ def prepare_set(
         pad_mode: ``"repeat"`` (tile the track) or ``"zero"`` (append silence).
         silence_dbfs: silence threshold for tracks and segments (RMS, dBFS, full scale 1.0).
         max_segments_per_track: cap on clips per track (None: no cap).
+        per_track_selection: ``"random"`` or ``"first"``, see step 6.
         max_clips: cap on clips per split (None: no cap).
         heldout_fraction: fraction of tracks put in ``"heldout"`` (0 <= f < 1).
         seed: seed of every random choice.
@@ -183,6 +187,8 @@ def prepare_set(
     missing = {"path", "sha256"} - set(manifest.columns)
     if missing:
         raise ValueError(f"manifest lacks columns {sorted(missing)}")
+    if per_track_selection not in ("random", "first"):
+        raise ValueError(f"per_track_selection must be 'random' or 'first', got {per_track_selection!r}")
     if pad_mode not in ("repeat", "zero"):
         raise ValueError(f"pad_mode must be 'repeat' or 'zero', got {pad_mode!r}")
     if min_duration_s is None:
@@ -255,9 +261,12 @@ def prepare_set(
                 skip(track, "silent")
                 continue
             if max_segments_per_track is not None and len(kept) > max_segments_per_track:
-                rng = np.random.default_rng([seed, 1, _sha_int(sha)])
-                idx = np.sort(rng.choice(len(kept), size=max_segments_per_track, replace=False))
-                kept = [kept[i] for i in idx]
+                if per_track_selection == "first":
+                    kept = kept[:max_segments_per_track]
+                else:
+                    rng = np.random.default_rng([seed, 1, _sha_int(sha)])
+                    idx = np.sort(rng.choice(len(kept), size=max_segments_per_track, replace=False))
+                    kept = [kept[i] for i in idx]
 
             base = f"{_slug(track)}-{sha[:8]}"
             clips = []
