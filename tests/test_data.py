@@ -121,7 +121,7 @@ def test_local_source_manifest_lists_matching_files_with_correct_sha256(tmp_path
         assert row.package == "local"
         assert (row.sample_rate, row.channels) == (48000, 1)
         assert row.duration_s == pytest.approx(10.0, abs=0.05)
-    assert (out / "manifest.csv").is_file()
+    assert (out / "manifest.csv").is_file() and df.attrs["timings"] == {}  # no package fetched
 
     # A second call with the same spec verifies and returns the same manifest without copying.
     mtime = (out / "manifest.csv").stat().st_mtime_ns
@@ -367,6 +367,7 @@ def test_debian_source_with_archive_members_and_summed_stems(tmp_path, fake_deb,
     expected[: len(b)] += b
     assert sr == SR and mix.shape == a.shape
     np.testing.assert_allclose(mix, expected, atol=1 / 2**14)  # 16-bit FLAC, no gain change
+    assert set(df.attrs["timings"]["fake-music"]) == {"download_s", "extract_s", "deb_bytes"}
     assert len(calls) == 2
 
 

@@ -10,8 +10,9 @@ files and silent segments, splits *tracks* into ``train``/``heldout`` (or
     out_dir/manifest.csv               one row per clip (see CLIP_COLUMNS)
 
 Everything depends only on the input files and the arguments (seeded NumPy
-generators, sorted iteration, WAV files without time stamps), so two runs give
-byte-identical outputs.
+generators, sorted iteration, WAV files without time stamps), so two runs with
+the same library versions on the same kind of CPU give byte-identical outputs
+(float resampling may differ in the last bit on other hardware).
 """
 
 from __future__ import annotations
