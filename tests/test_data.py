@@ -395,3 +395,26 @@ def test_glob_patterns_stay_within_path_components():
     assert not S.glob_match("music/c.ogg", "*.ogg")
     assert S.glob_match("x/Song One.ogg", "x/*.ogg")
     assert S.glob_match("s/drum_a.flac", "s/drum_[ab]*.flac") and not S.glob_match("s/drum_c.flac", "s/drum_[!c]*")
+
+
+def test_unknown_version_as_root_runs_apt_get_update_once_then_retries(tmp_path, monkeypatch):
+    monkeypatch.setattr(S.shutil, "which", lambda cmd: "/usr/bin/" + cmd)
+    monkeypatch.setattr(S.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(S, "_apt_updated", False)
+    payload = b"not really a deb"
+    calls = []
+
+    def fake_run(cmd, cwd=None, **kw):
+        calls.append(cmd[1] if cmd[1] != "-o" else cmd[3])
+        if calls[-1] == "update":
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        if "update" not in calls:
+            return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package fake-music\n")
+        (Path(cwd) / "fake-music_1.0_all.deb").write_bytes(payload)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(S.subprocess, "run", fake_run)
+    deb = S.fetch_deb("fake-music", "1.0", hashlib.sha256(payload).hexdigest(), tmp_path)
+    assert calls == ["download", "update", "download"] and deb.read_bytes() == payload
+    with pytest.raises(ValueError, match="SHA-256"):
+        S.fetch_deb("fake-music", "1.0", "f" * 64, tmp_path / "other")
