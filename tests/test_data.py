@@ -15,7 +15,6 @@ import io
 import shutil
 import subprocess
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -122,7 +121,7 @@ def test_local_source_manifest_lists_matching_files_with_correct_sha256(tmp_path
         assert row.package == "local"
         assert (row.sample_rate, row.channels) == (48000, 1)
         assert row.duration_s == pytest.approx(10.0, abs=0.05)
-    assert (out / "manifest.csv").is_file()
+    assert (out / "manifest.csv").is_file() and df.attrs["timings"] == {}  # no package fetched
 
     # A second call with the same spec verifies and returns the same manifest without copying.
     mtime = (out / "manifest.csv").stat().st_mtime_ns
@@ -163,6 +162,8 @@ def test_prepare_is_deterministic_and_subsamples_per_track_and_per_split(tmp_pat
     b = prepare_set(man, raw, tmp_path / "b", **kw)
     pd.testing.assert_frame_equal(a.manifest, b.manifest)  # same clips, same bytes (sha256 column)
     assert a.n_clips == 10 and a.manifest.groupby("track").size().max() <= 4
+    first = prepare_set(man, raw, tmp_path / "f", **{**kw, "per_track_selection": "first", "max_clips": None})
+    assert set(first.manifest["offset_s"]) == {0.0, 0.5, 1.0, 1.5}
     c = prepare_set(man, raw, tmp_path / "c", **{**kw, "seed": 4})
     assert set(c.manifest["clip"]) != set(a.manifest["clip"])
 
@@ -207,7 +208,7 @@ def test_bad_files_are_skipped_and_counted_while_good_files_come_through(tmp_pat
     assert res.n_tracks == 2 and res.n_clips == 10
 
 
-def test_short_tracks_are_skipped_unless_pad_short_repeat_pads_them(tmp_path):
+def test_short_tracks_are_skipped_unless_pad_short_pads_them(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     short = _noise(0.5)
@@ -227,6 +228,11 @@ def test_short_tracks_are_skipped_unless_pad_short_repeat_pads_them(tmp_path):
     assert sr == SR and clip.shape == (SR,)
     np.testing.assert_array_equal(clip[: len(short)], short)
     np.testing.assert_array_equal(clip[len(short) : 2 * len(short)], short[: SR - len(short)])
+
+    res = prepare_set(man, raw, tmp_path / "zero", segment_s=1.0, pad_short=True, pad_mode="zero", progress=False)
+    row = res.manifest[res.manifest.track == "audio/short.wav"].iloc[0]
+    clip, _ = sf.read(tmp_path / "zero" / row["clip"], dtype="float32")
+    np.testing.assert_array_equal(clip, np.concatenate([short, np.zeros(SR - len(short), np.float32)]))
 
     res = prepare_set(man, raw, tmp_path / "min", segment_s=1.0, pad_short=True, min_duration_s=0.6,
                       progress=False)
@@ -336,7 +342,7 @@ def test_debian_source_with_archive_members_and_summed_stems(tmp_path, fake_deb,
     base = {"name": "fake-music", "version": "1.0-1", "sha256": sha}
     spec = {"debian": [
         {**base, "include": ["usr/share/games/fake/music/*.wav", "usr/share/games/fake/data/*.pk3"],
-         "archive_include": ["sound/cdtracks/*.wav"]},
+         "archive_include": ["sound/**/*.wav"], "archive_exclude": ["sound/effects/*"]},
     ]}
     out = tmp_path / "set"
     df = S.download_set(spec, out, progress=False)
@@ -360,7 +366,8 @@ def test_debian_source_with_archive_members_and_summed_stems(tmp_path, fake_deb,
     expected = a.copy()
     expected[: len(b)] += b
     assert sr == SR and mix.shape == a.shape
-    np.testing.assert_allclose(mix, expected, atol=2e-7)  # 24-bit FLAC, no gain change
+    np.testing.assert_allclose(mix, expected, atol=1 / 2**14)  # 16-bit FLAC, no gain change
+    assert set(df.attrs["timings"]["fake-music"]) == {"download_s", "extract_s", "deb_bytes"}
     assert len(calls) == 2
 
 
@@ -388,3 +395,26 @@ def test_glob_patterns_stay_within_path_components():
     assert not S.glob_match("music/c.ogg", "*.ogg")
     assert S.glob_match("x/Song One.ogg", "x/*.ogg")
     assert S.glob_match("s/drum_a.flac", "s/drum_[ab]*.flac") and not S.glob_match("s/drum_c.flac", "s/drum_[!c]*")
+
+
+def test_unknown_version_as_root_runs_apt_get_update_once_then_retries(tmp_path, monkeypatch):
+    monkeypatch.setattr(S.shutil, "which", lambda cmd: "/usr/bin/" + cmd)
+    monkeypatch.setattr(S.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(S, "_apt_updated", False)
+    payload = b"not really a deb"
+    calls = []
+
+    def fake_run(cmd, cwd=None, **kw):
+        calls.append(cmd[1] if cmd[1] != "-o" else cmd[3])
+        if calls[-1] == "update":
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        if "update" not in calls:
+            return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package fake-music\n")
+        (Path(cwd) / "fake-music_1.0_all.deb").write_bytes(payload)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(S.subprocess, "run", fake_run)
+    deb = S.fetch_deb("fake-music", "1.0", hashlib.sha256(payload).hexdigest(), tmp_path)
+    assert calls == ["download", "update", "download"] and deb.read_bytes() == payload
+    with pytest.raises(ValueError, match="SHA-256"):
+        S.fetch_deb("fake-music", "1.0", "f" * 64, tmp_path / "other")

@@ -10,8 +10,9 @@ files and silent segments, splits *tracks* into ``train``/``heldout`` (or
     out_dir/manifest.csv               one row per clip (see CLIP_COLUMNS)
 
 Everything depends only on the input files and the arguments (seeded NumPy
-generators, sorted iteration, WAV files without time stamps), so two runs give
-byte-identical outputs.
+generators, sorted iteration, WAV files without time stamps), so two runs with
+the same library versions on the same kind of CPU give byte-identical outputs
+(float resampling may differ in the last bit on other hardware).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ CLIP_COLUMNS = [
     "source_sha256",
     "offset_s",  # start of the clip in the (resampled) track, seconds
     "duration_s",  # clip length, seconds (= segment_s up to one sample)
-    "padded",  # True if the track was shorter than a segment and repeat-padded (pad_short)
+    "padded",  # True if the track was shorter than a segment and padded (pad_short)
 ]
 
 #: Why a raw file can be skipped.  The first five come from
@@ -96,8 +97,10 @@ def prepare_set(
     hop_s: float | None = None,
     min_duration_s: float | None = None,
     pad_short: bool = False,
+    pad_mode: str = "repeat",
     silence_dbfs: float = -60.0,
     max_segments_per_track: int | None = None,
+    per_track_selection: str = "random",
     max_clips: int | None = None,
     heldout_fraction: float = 0.0,
     seed: int = 0,
@@ -115,16 +118,20 @@ def prepare_set(
        (``min_duration_s``, ``silence_dbfs`` on the whole track); failures are
        *skipped* and counted by reason, never raised;
     4. a track shorter than one segment is skipped as ``"too_short"``, unless
-       ``pad_short`` is true: then it is repeat-padded (tiled from its start) to
-       exactly one segment;
+       ``pad_short`` is true: then it is padded to exactly one segment, by
+       repeating it from its start (``pad_mode="repeat"``, the MusiCNN
+       convention) or with trailing zeros (``pad_mode="zero"``, better for
+       one-shot samples, whose decay into silence is part of the sound);
     5. segments of ``round(segment_s * sample_rate)`` samples start every
        ``round(hop_s * sample_rate)`` samples from 0; the incomplete tail is
        dropped; a segment whose RMS is below ``silence_dbfs`` is dropped
        (counted in ``n_silent_segments``); a track left with no segment is
        skipped as ``"silent"``;
-    6. at most ``max_segments_per_track`` segments per track are kept: a uniform
-       subset without replacement, drawn by a generator seeded with
-       ``(seed, track SHA-256)``, so it does not depend on the other tracks.
+    6. at most ``max_segments_per_track`` segments per track are kept: with
+       ``per_track_selection="random"`` a uniform subset without replacement,
+       drawn by a generator seeded with ``(seed, track SHA-256)`` (so it does
+       not depend on the other tracks); with ``"first"`` the earliest ones
+       (for one-shot samples: the attack rather than the decay).
 
     Then the surviving tracks are split: with ``heldout_fraction == 0`` every
     clip is ``"ref"``; otherwise the tracks (sorted by path) are shuffled with
@@ -148,9 +155,11 @@ def prepare_set(
             no overlap).
         min_duration_s: tracks shorter than this (seconds) are ``"too_short"``.
             Default: ``segment_s`` (or 0 with ``pad_short``).
-        pad_short: repeat-pad tracks shorter than one segment instead of skipping them.
+        pad_short: pad tracks shorter than one segment instead of skipping them.
+        pad_mode: ``"repeat"`` (tile the track) or ``"zero"`` (append silence).
         silence_dbfs: silence threshold for tracks and segments (RMS, dBFS, full scale 1.0).
         max_segments_per_track: cap on clips per track (None: no cap).
+        per_track_selection: ``"random"`` or ``"first"``, see step 6.
         max_clips: cap on clips per split (None: no cap).
         heldout_fraction: fraction of tracks put in ``"heldout"`` (0 <= f < 1).
         seed: seed of every random choice.
@@ -179,6 +188,10 @@ def prepare_set(
     missing = {"path", "sha256"} - set(manifest.columns)
     if missing:
         raise ValueError(f"manifest lacks columns {sorted(missing)}")
+    if per_track_selection not in ("random", "first"):
+        raise ValueError(f"per_track_selection must be 'random' or 'first', got {per_track_selection!r}")
+    if pad_mode not in ("repeat", "zero"):
+        raise ValueError(f"pad_mode must be 'repeat' or 'zero', got {pad_mode!r}")
     if min_duration_s is None:
         min_duration_s = 0.0 if pad_short else segment_s
     seg_n = int(round(segment_s * sample_rate))
@@ -233,7 +246,10 @@ def prepare_set(
                 if not pad_short:
                     skip(track, "too_short")
                     continue
-                x = np.resize(x, seg_n)  # repeats x from its start
+                if pad_mode == "repeat":
+                    x = np.resize(x, seg_n)  # repeats x from its start
+                else:
+                    x = np.pad(x, (0, seg_n - len(x)))
                 padded = True
             starts = range(0, len(x) - seg_n + 1, hop_n)
             kept = []
@@ -246,9 +262,12 @@ def prepare_set(
                 skip(track, "silent")
                 continue
             if max_segments_per_track is not None and len(kept) > max_segments_per_track:
-                rng = np.random.default_rng([seed, 1, _sha_int(sha)])
-                idx = np.sort(rng.choice(len(kept), size=max_segments_per_track, replace=False))
-                kept = [kept[i] for i in idx]
+                if per_track_selection == "first":
+                    kept = kept[:max_segments_per_track]
+                else:
+                    rng = np.random.default_rng([seed, 1, _sha_int(sha)])
+                    idx = np.sort(rng.choice(len(kept), size=max_segments_per_track, replace=False))
+                    kept = [kept[i] for i in idx]
 
             base = f"{_slug(track)}-{sha[:8]}"
             clips = []
