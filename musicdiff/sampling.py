@@ -52,7 +52,9 @@ def generate(
     out = []
     began = time.perf_counter()
     batches = range(0, n, batch_size)
-    for first in tqdm(batches, desc=f"sample ({type(sampler).__name__})", disable=not progress):
+    bar = tqdm(total=len(batches) * len(sampler.timesteps), desc=f"sample ({type(sampler).__name__}, {n} clips)",
+               unit="step", disable=not progress)
+    for first in batches:
         count = min(batch_size, n - first)
         generator = torch.Generator().manual_seed(seed + first)
         x = torch.randn((count, *shape), generator=generator).to(device) * sampler.init_noise_sigma
@@ -61,7 +63,9 @@ def generate(
             model_input = sampler.scale_model_input(x, t)
             prediction = model(model_input, t).sample
             x = sampler.step(prediction, t, x, generator=generator, **step_kwargs).prev_sample
+            bar.update(1)
         if not torch.isfinite(x).all():
             raise FloatingPointError(f"non-finite values in samples {first}..{first + count - 1}")
         out.append(x.float().cpu())
+    bar.close()
     return GenerationResult(torch.cat(out), time.perf_counter() - began, num_inference_steps)

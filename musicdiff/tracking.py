@@ -47,11 +47,12 @@ def experiment_name() -> str:
 
 
 def git_commit() -> str:
-    """The HEAD commit of the working directory's repository, ``+dirty`` if files changed."""
+    """The HEAD commit of the working directory's repository, ``+dirty`` if tracked code changed."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
+        # pipeline outputs tracked in git (dvc.lock, records, tables) do not make the code dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock",
+                                ":!metrics", ":!reports"], capture_output=True, text=True, check=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
