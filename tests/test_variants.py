@@ -125,6 +125,8 @@ def test_waveform_unet_trains_and_samples_audio_shaped_output(waves):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     result = generate(model, build_sampler("ddim", scheduler), 2, (1, WAVE_LENGTH), 2, seed=0, progress=False)
     assert result.samples.shape == (2, 1, WAVE_LENGTH) and torch.isfinite(result.samples).all()
+    with torch.no_grad():  # the CPU layout (one attention level) also runs at its design length
+        assert model(torch.zeros(1, 1, 8192), torch.tensor(5)).sample.shape == (1, 1, 8192)
 
 
 def test_waveform_time_features_are_those_of_t_over_T():
@@ -183,6 +185,8 @@ def test_train_diffusion_handles_waveform_and_dit_once_ema_uses_the_model_class(
     monkeypatch.setattr(musicdiff.training, "UNet2DModel", type(model))
     train_diffusion(model, build_noise_scheduler(SCHEDULE), data, _train_config(max_steps=2), tmp_path)
     ema = type(model).from_pretrained(tmp_path / "unet_ema")
+    if variant == "waveform":  # the 1/T-scaled Fourier frequencies survive the EMA export
+        assert torch.equal(ema.time_proj.weight, model.time_proj.weight)
     assert generate(ema, build_sampler("ddim", build_noise_scheduler(SCHEDULE)), 1, shape, 1, seed=0,
                     progress=False).samples.shape == (1, *shape)
 
