@@ -1,0 +1,123 @@
+"""Architecture configurations of every variant, paper size and CPU size, and one dispatching builder.
+
+The configurations are plain data (lists, ints, strings) so they can live in ``params.yaml`` and
+round-trip through it; ``build_model`` hands a section to the builder of its variant. Parameter
+counts measured with diffusers 0.39 (``count_parameters``, models built on the meta device):
+
+| variant | paper size | CPU size |
+|---|---|---|
+| mel (teticio UNet2DModel) | 113,668,609 | 1,085,937 |
+| waveform (Dance Diffusion UNet1DModel) | 63,627,017 (65536 samples) | 748,393 (8192 samples) |
+| vae (AutoencoderKL, 1 latent channel) | 83,607,691 (256 -> 32) | 239,067 (64 -> 16) |
+| latent_unet (UNet2DModel on latents) | 113,668,609 (32 x 32) | 701,345 (16 x 16) |
+| dit (UnconditionalDiT2DModel) | 5,402,384 | 1,974,648 |
+
+Resolutions follow DESIGN.md: spectrograms are ``[frames, mels]`` (the tensor is (batch, 1, mels,
+frames)), waveforms are ``[samples]``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from musicdiff.models.dit import build_dit
+from musicdiff.models.latent import build_latent_unet, build_vae, vae_downsampling
+from musicdiff.models.mel import build_mel_unet
+from musicdiff.models.waveform import build_waveform_unet
+
+VARIANTS = ("mel", "waveform", "vae", "latent_unet", "dit")
+
+
+def _teticio_unet() -> dict:
+    # teticio/audio-diffusion scripts/train_unet.py; the hub config has norm groups 32, head dim 8.
+    return dict(
+        block_out_channels=[128, 128, 256, 256, 512, 512],
+        down_block_types=["DownBlock2D"] * 4 + ["AttnDownBlock2D", "DownBlock2D"],
+        up_block_types=["UpBlock2D", "AttnUpBlock2D"] + ["UpBlock2D"] * 4,
+        layers_per_block=2,
+        norm_num_groups=32,
+        attention_head_dim=8,
+    )
+
+
+PAPER_CONFIGS: dict[str, dict] = {
+    "mel": _teticio_unet(),
+    "waveform": dict(
+        # Harmonai Dance Diffusion as ported to diffusers: 13 levels, attention on the last 5.
+        block_out_channels=[128, 128, 256, 256] + [256] * 9,
+        down_block_types=["DownBlock1DNoSkip"] + ["DownBlock1D"] * 7 + ["AttnDownBlock1D"] * 5,
+        up_block_types=["AttnUpBlock1D"] * 5 + ["UpBlock1D"] * 7 + ["UpBlock1DNoSkip"],
+        mid_block_type="UNetMidBlock1D",
+        time_embedding_dim=16,
+    ),
+    "vae": dict(block_out_channels=[128, 256, 512, 512], layers_per_block=2, norm_num_groups=32, sample_size=256),
+    "latent_unet": _teticio_unet(),
+    # Seed 003: 4 layers x 4 heads, width 256, 4 x 4 patches.
+    "dit": dict(num_layers=4, num_attention_heads=4, attention_head_dim=64, patch_size=4),
+}
+
+CPU_CONFIGS: dict[str, dict] = {
+    "mel": dict(
+        block_out_channels=[16, 32, 64, 64],
+        down_block_types=["DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+        up_block_types=["AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"],
+        layers_per_block=1,
+        norm_num_groups=8,
+        attention_head_dim=8,
+    ),
+    "waveform": dict(
+        # One attention level: SelfAttention1d uses channels // 32 heads, so it needs >= 32 channels.
+        block_out_channels=[16, 16, 32, 32, 64],
+        down_block_types=["DownBlock1DNoSkip", "DownBlock1D", "DownBlock1D", "DownBlock1D", "AttnDownBlock1D"],
+        up_block_types=["AttnUpBlock1D", "UpBlock1D", "UpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"],
+        mid_block_type="UNetMidBlock1D",
+        time_embedding_dim=16,
+    ),
+    "vae": dict(block_out_channels=[16, 32, 32], layers_per_block=1, norm_num_groups=8, sample_size=64),
+    "latent_unet": dict(
+        block_out_channels=[32, 64],
+        down_block_types=["DownBlock2D", "AttnDownBlock2D"],
+        up_block_types=["AttnUpBlock2D", "UpBlock2D"],
+        layers_per_block=1,
+        norm_num_groups=8,
+        attention_head_dim=8,
+    ),
+    "dit": dict(num_layers=4, num_attention_heads=4, attention_head_dim=38, patch_size=4),
+}
+
+
+def build_model(variant: str, config: dict, resolution: tuple[int, ...],
+                num_train_timesteps: int = 1000) -> torch.nn.Module:
+    """Build ``variant`` from its config section at ``resolution``.
+
+    ``resolution`` is ``(frames, mels)`` for mel, vae and dit, ``(frames, mels)`` of the latent grid
+    for latent_unet (the spectrogram's divided by ``vae_downsampling``), and ``(samples,)`` for
+    waveform. ``num_train_timesteps`` is used by the waveform UNet only (its Fourier time features
+    are scaled to ``t / T``). The vae's resolution is only checked: the autoencoder is fully
+    convolutional.
+
+    Raises ``KeyError`` naming the known variants for an unknown one, and ``ValueError`` for a
+    resolution the variant cannot take.
+    """
+    if variant not in VARIANTS:
+        raise KeyError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
+    if variant == "waveform":
+        (samples,) = resolution
+        return build_waveform_unet(config, samples, num_train_timesteps=num_train_timesteps)
+    frames, mels = resolution
+    if variant == "mel":
+        return build_mel_unet(config, n_mels=mels, frames=frames)
+    if variant == "latent_unet":
+        return build_latent_unet(config, height=mels, width=frames)
+    if variant == "dit":
+        return build_dit(config, height=mels, width=frames)
+    factor = vae_downsampling(config)
+    if frames % factor or mels % factor:
+        raise ValueError(f"resolution [{frames}, {mels}] ([frames, mels]) must be divisible by {factor} for this VAE")
+    return build_vae(config)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters of ``model``, trainable or not (shared tensors counted once); works on
+    models built on the meta device."""
+    return sum(p.numel() for p in model.parameters())
