@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
@@ -79,14 +79,15 @@ def latest_checkpoint(checkpoint_dir: Path) -> tuple[int, Path] | None:
 
 
 def train_diffusion(
-    model: UNet2DModel,
+    model: torch.nn.Module,
     noise_scheduler: DDPMScheduler,
     data: torch.Tensor,
     config: dict,
     out_dir: Path,
     log_metrics: Callable[[dict, int], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` to denoise ``data`` (examples, channels, height, width) in [-1, 1].
+    """Train the diffusers ``model`` to denoise ``data`` in [-1, 1]: (examples, channels, height,
+    width) for 2-D models (mel, latent, DiT), (examples, channels, samples) for the waveform UNet.
 
     ``config`` keys: ``seed``, ``batch_size``, ``max_steps``, ``learning_rate``, ``warmup_steps``,
     ``adam_betas``, ``weight_decay``, ``grad_clip``, ``ema`` (``decay``, ``inv_gamma``, ``power``),
@@ -122,7 +123,7 @@ def train_diffusion(
     ema = EMAModel(
         accelerator.unwrap_model(model).parameters(), decay=ema_cfg.get("decay", 0.9999),
         use_ema_warmup=True, inv_gamma=ema_cfg.get("inv_gamma", 1.0), power=ema_cfg.get("power", 0.75),
-        model_cls=UNet2DModel, model_config=accelerator.unwrap_model(model).config,
+        model_cls=type(accelerator.unwrap_model(model)), model_config=accelerator.unwrap_model(model).config,
     )
     ema.to(accelerator.device)
     accelerator.register_for_checkpointing(ema)
@@ -178,7 +179,7 @@ def train_diffusion(
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         _atomic_save_pretrained(unwrapped, out_dir / "unet")
-        ema_model = UNet2DModel.from_config(unwrapped.config)
+        ema_model = type(unwrapped).from_config(unwrapped.config)
         ema.copy_to(ema_model.parameters())
         _atomic_save_pretrained(ema_model, out_dir / "unet_ema")
         _atomic_save_pretrained(noise_scheduler, out_dir / "scheduler")
