@@ -71,15 +71,9 @@ def library_versions() -> dict[str, str]:
 
 def hash_files(paths: list[Path] | list[str]) -> str:
     """SHA-256 over the bytes of ``paths`` (files, or folders walked in sorted order)."""
-    digest = hashlib.sha256()
-    for root in sorted(Path(p) for p in paths):
-        files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
-        for f in files:
-            digest.update(str(f.relative_to(root) if root.is_dir() else f.name).encode())
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-    return digest.hexdigest()
+    from musicdiff.hashing import sha256_tree
+
+    return sha256_tree(list(paths))
 
 
 def _flatten(prefix: str, value, out: dict) -> None:

@@ -17,10 +17,11 @@ def main() -> None:
     folder = ROOT / "data" / "embeddings" / embedding
     instance = f"{embedding}-{args.evaluation}-{args.reference}"
     variant, _, sampler = args.evaluation.partition("-")
+    inputs = [folder / f"{args.reference}.npz", folder / f"{args.evaluation}.npz"]
     with stage_run("fad", instance, record_path("fad", instance), tags={
         "embedding": embedding, "evaluation_set": args.evaluation, "reference_set": args.reference,
         "variant": variant, "sampler": sampler,
-    }) as run:
+    }, data_paths=inputs) as run:
         reference = EmbeddedSet.load(folder / f"{args.reference}.npz")
         evaluation = EmbeddedSet.load(folder / f"{args.evaluation}.npz")
         if (reference.weight_sha256, reference.config) != (evaluation.weight_sha256, evaluation.config):

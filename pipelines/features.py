@@ -21,7 +21,8 @@ def main() -> None:
     config = MelConfig(sample_rate=params["audio"]["sample_rate"], **mel_params)
     prepared = ROOT / "data" / "prepared" / dataset
     out = ROOT / "data" / "features" / "mel" / "train.safetensors"
-    with stage_run("features", "mel", record_path("features", "mel"), tags={"dataset": dataset}) as run:
+    with stage_run("features", "mel", record_path("features", "mel"), tags={"dataset": dataset},
+                   data_paths=[prepared / "manifest.csv"]) as run:
         run.log_params({"mel": config.to_dict(), "frames": frames, "dataset": dataset})
         manifest = pd.read_csv(prepared / "manifest.csv")
         clips = [prepared / c for c in manifest.loc[manifest["split"] == "train", "clip"]]

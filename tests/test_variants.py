@@ -15,7 +15,7 @@ from diffusers import AutoencoderKL, UNet1DModel
 from musicdiff.data.audio import load_audio
 from musicdiff.features.dataset import mel_dataset
 from musicdiff.features.mel import MelConfig, MelTransform
-from musicdiff.models.dit import UnconditionalDiT2DModel, build_dit
+from musicdiff.models.dit import build_dit
 from musicdiff.models.latent import (build_latent_unet, build_vae, decode_latents, encode_latents, latent_scale,
                                      train_vae)
 from musicdiff.models.registry import CPU_CONFIGS, PAPER_CONFIGS, VARIANTS, build_model, count_parameters

@@ -29,7 +29,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from musicdiff.data.audio import BadAudioError, load_audio, rms_dbfs, validate_audio, write_float_wav
-from musicdiff.data.sources import _atomic_replace, sha256_file
+from musicdiff.data.sources import _atomic_replace
+from musicdiff.hashing import sha256_file
 
 __all__ = ["CLIP_COLUMNS", "SKIP_REASONS", "PrepareResult", "prepare_set"]
 

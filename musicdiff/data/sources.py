@@ -34,7 +34,6 @@ system's configured apt sources, so no host name appears in this code.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -53,6 +52,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
+
+from musicdiff.hashing import sha256_file
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -86,15 +87,6 @@ _CHUNK = 1 << 20
 
 
 # --------------------------------------------------------------------------------------- helpers
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @lru_cache(maxsize=256)

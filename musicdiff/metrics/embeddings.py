@@ -23,6 +23,8 @@ import torch
 import torchaudio
 from tqdm.auto import tqdm
 
+from musicdiff.hashing import sha256_file
+
 CACHE_FORMAT = 1
 
 
@@ -76,14 +78,6 @@ def get_embedding(name: str, **options):
     if name == "logmel-stats":
         return LogMelStats(**options)
     raise KeyError(f"unknown embedding {name!r}; known: ['logmel-stats', 'musicnn']")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_key(audio_sha256: str, embedding) -> str:
@@ -145,7 +139,7 @@ def embed_files(embedding, paths: list[Path], cache_dir: Path | None = None, pro
         raise ValueError("no audio files to embed")
     clips, hashes, names = [], [], []
     for path in tqdm(paths, desc=f"embed ({embedding.name})", disable=not progress):
-        sha = file_sha256(path)
+        sha = sha256_file(path)
         cached = Path(cache_dir) / f"{cache_key(sha, embedding)}.npy" if cache_dir else None
         if cached is not None and cached.exists():
             vectors = np.load(cached)

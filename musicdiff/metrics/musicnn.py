@@ -45,7 +45,6 @@ name and the one the tag classifier reads, so our features correspond to the pub
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -60,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from musicdiff.hashing import sha256_file
 from musicdiff.metrics.tf_bundle import read_tf_bundle
 
 __all__ = [
@@ -104,20 +104,12 @@ class MusicnnWeightsUnavailable(RuntimeError):
     """The MSD_musicnn checkpoint is neither present locally nor downloadable."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_model_dir(folder: Path) -> Path | None:
     """Return the bundle prefix if ``folder`` holds a verified MSD_musicnn bundle."""
     data = folder / _DATA_FILE
     if not (data.is_file() and (folder / _INDEX_FILE).is_file()):
         return None
-    digest = _sha256(data)
+    digest = sha256_file(data)
     if digest != MUSICNN_DATA_SHA256:
         raise RuntimeError(
             f"SHA-256 mismatch for {data}: got {digest}, expected {MUSICNN_DATA_SHA256}. "
@@ -129,7 +121,7 @@ def _check_model_dir(folder: Path) -> Path | None:
 
 def _extract_model_from_wheel(wheel: Path, dest: Path) -> Path:
     """Verify ``wheel`` and atomically extract its MSD_musicnn folder to ``dest``."""
-    digest = _sha256(wheel)
+    digest = sha256_file(wheel)
     if digest != MUSICNN_WHEEL_SHA256:
         raise RuntimeError(
             f"SHA-256 mismatch for {wheel}: got {digest}, expected {MUSICNN_WHEEL_SHA256} "
@@ -554,7 +546,7 @@ class MusicnnEmbedding:
         data_file = prefix / _DATA_FILE if prefix.is_dir() else Path(str(prefix) + _DATA_FILE)
         if not data_file.is_file():
             raise FileNotFoundError(f"MusiCNN checkpoint data shard not found: {data_file}")
-        self.weight_sha256 = _sha256(data_file)
+        self.weight_sha256 = sha256_file(data_file)
         self.model = MusiCNN.from_checkpoint(prefix).to(self.device)
         self.config = {
             "model": f"{MUSICNN_WHEEL}/{MUSICNN_MODEL}",
