@@ -29,9 +29,6 @@ from pathlib import Path
 from typing import Iterator
 
 DEFAULT_EXPERIMENT = "musicdiff"
-# MLflow 3's UI opens experiments of this kind in its "Model training" view (runs table) rather than
-# the GenAI overview.
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 TRACKED_LIBRARIES = ("torch", "torchaudio", "diffusers", "accelerate", "numpy", "scipy", "mlflow", "dvc")
 TAG_KEYS = ("variant", "sampler", "embedding", "reference_set", "dataset")
 
@@ -165,7 +162,8 @@ def stage_run(stage: str, instance: str, record_path: Path, tags: dict | None = 
     """
     import mlflow
 
-    _use_experiment(mlflow, experiment_name())
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(experiment_name())
     record = StageRecord(stage=stage, instance=instance, experiment=experiment_name())
     base_tags = {"stage": stage, "instance": instance, "git_commit": git_commit(),
                  **{f"version.{k}": v for k, v in library_versions().items()}}
@@ -181,14 +179,6 @@ def stage_run(stage: str, instance: str, record_path: Path, tags: dict | None = 
     record.write(record_path)
 
 
-def _use_experiment(mlflow, name: str) -> None:
-    mlflow.set_tracking_uri(tracking_uri())
-    experiment = mlflow.set_experiment(name)
-    for key, value in EXPERIMENT_KIND.items():
-        if experiment.tags.get(key) != value:
-            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
-
-
 def relog_records(paths: list[Path]) -> list[str]:
     """Log every JSON record in ``paths`` again as a new MLflow run (same params, metrics, tags,
     ``key``), for a store that lacks them; records whose run or key is already present are skipped.
@@ -201,7 +191,7 @@ def relog_records(paths: list[Path]) -> list[str]:
     logged = []
     for path in paths:
         record = StageRecord.read(path)
-        _use_experiment(mlflow, record.experiment or experiment_name())
+        mlflow.set_experiment(record.experiment or experiment_name())
         if _find_run(client, record) is not None:
             continue
         with mlflow.start_run(run_name=f"{record.stage}@{record.instance}"):
