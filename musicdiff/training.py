@@ -85,9 +85,16 @@ def train_diffusion(
     config: dict,
     out_dir: Path,
     log_metrics: Callable[[dict, int], None] | None = None,
+    resume_key: str = "",
 ) -> TrainResult:
     """Train the diffusers ``model`` to denoise ``data`` in [-1, 1]: (examples, channels, height,
     width) for 2-D models (mel, latent, DiT), (examples, channels, samples) for the waveform UNet.
+
+    An interrupted run resumes from its newest checkpoint, but only when it was written under the
+    same ``resume_key`` (a digest of everything that defines the run: data, model, schedule, training
+    config, code); checkpoints of another key, or of a run that already reached ``max_steps``, are
+    deleted first, so a changed configuration never continues from stale state and a forced re-run
+    trains (and times) afresh.
 
     ``config`` keys: ``seed``, ``batch_size``, ``max_steps``, ``learning_rate``, ``warmup_steps``,
     ``adam_betas``, ``weight_decay``, ``grad_clip``, ``ema`` (``decay``, ``inv_gamma``, ``power``),
@@ -103,7 +110,7 @@ def train_diffusion(
         raise ValueError("no training examples")
     out_dir = Path(out_dir)
     checkpoint_dir = out_dir / "checkpoints"
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    _claim_checkpoints(checkpoint_dir, resume_key)
     seed = int(config["seed"])
     max_steps = int(config["max_steps"])
     checkpoint_steps = sorted({int(s) for s in config.get("checkpoint_steps", [])} | {max_steps})
@@ -130,6 +137,10 @@ def train_diffusion(
 
     start = 0
     resumed = latest_checkpoint(checkpoint_dir)
+    if resumed is not None and resumed[0] >= max_steps:  # a finished run: train again from scratch
+        _claim_checkpoints(checkpoint_dir, "")
+        _claim_checkpoints(checkpoint_dir, resume_key)
+        resumed = None
     if resumed is not None:
         start, path = resumed
         accelerator.load_state(str(path))
@@ -189,6 +200,15 @@ def train_diffusion(
         seconds_per_step=statistics.median(timed) if timed else math.nan, steps_timed=len(timed),
         device=str(accelerator.device), mixed_precision=accelerator.mixed_precision, losses=losses,
     )
+
+
+def _claim_checkpoints(checkpoint_dir: Path, resume_key: str) -> None:
+    """Keep ``checkpoint_dir`` only if it belongs to ``resume_key``; otherwise start it afresh."""
+    marker = checkpoint_dir / "RESUME_KEY"
+    if checkpoint_dir.exists() and (not marker.exists() or marker.read_text() != resume_key):
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(resume_key)
 
 
 def _save_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, step: int) -> None:

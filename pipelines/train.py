@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import torch
 from safetensors.torch import load_file
 
+from musicdiff.hashing import sha256_file, sha256_tree
 from musicdiff.models.mel import build_mel_unet
 from musicdiff.schedulers import build_noise_scheduler
 from musicdiff.tracking import stage_run
@@ -29,7 +33,13 @@ def main() -> None:
         n_params = sum(p.numel() for p in model.parameters())
         run.log_params({"model": variant["model"], "schedule": params["schedule"], "train": params["train"],
                         "resolution": f"[{frames}, {n_mels}]"})
-        result = train_diffusion(model, scheduler, data, params["train"], out_dir, log_metrics=run.log_metrics)
+        resume_key = hashlib.sha256(json.dumps(
+            {"features": sha256_file(features), "model": variant["model"], "schedule": params["schedule"],
+             "train": params["train"], "code": sha256_tree(
+                 [ROOT / "musicdiff" / "training.py", *sorted((ROOT / "musicdiff" / "models").glob("*.py"))])},
+            sort_keys=True).encode()).hexdigest()
+        result = train_diffusion(model, scheduler, data, params["train"], out_dir, log_metrics=run.log_metrics,
+                                 resume_key=resume_key)
         run.log_metrics({
             "params_millions": n_params / 1e6, "size_mb": n_params * 4 / 2**20, "examples": len(data),
             "train_s_per_step": result.seconds_per_step, "steps_timed": result.steps_timed,

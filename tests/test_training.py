@@ -75,6 +75,24 @@ def test_interrupted_training_resumes_to_the_same_weights(mels, tmp_path):
         assert torch.allclose(a, b, atol=1e-6), name
 
 
+def test_checkpoints_of_another_configuration_are_not_resumed(mels, tmp_path):
+    scheduler = build_noise_scheduler(SCHEDULE)
+    train_diffusion(build_mel_unet(TINY, 16, 32), scheduler, mels, _config(), tmp_path, resume_key="a")
+    assert latest_checkpoint(tmp_path / "checkpoints")[0] == 6
+    # a finished run is trained again from scratch (and timed), not "resumed" at its last step
+    again = train_diffusion(build_mel_unet(TINY, 16, 32), scheduler, mels, _config(), tmp_path, resume_key="a")
+    assert again.resumed_from == 0 and again.steps_timed == 5
+
+    def stop_at_5(metrics, step):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_diffusion(build_mel_unet(TINY, 16, 32), scheduler, mels, _config(), tmp_path, stop_at_5, "a")
+    changed = train_diffusion(build_mel_unet(TINY, 16, 32), scheduler, mels, _config(), tmp_path, resume_key="b")
+    assert changed.resumed_from == 0 and latest_checkpoint(tmp_path / "checkpoints")[0] == 6
+
+
 def test_nan_loss_stops_training_with_the_step(mels, tmp_path):
     model = build_mel_unet(TINY, 16, 32)
     bad = mels.clone()
