@@ -6,10 +6,10 @@ import os
 import shutil
 import time
 
-import soundfile as sf
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
+from musicdiff.data.audio import write_float_wav
 from musicdiff.features.mel import MelConfig, MelTransform
 from musicdiff.sampling import generate
 from musicdiff.schedulers import build_sampler
@@ -49,7 +49,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for i, clip in enumerate(audio):
-            sf.write(tmp / f"{instance}_{i:04d}.wav", clip.numpy(), config.sample_rate, subtype="FLOAT")
+            write_float_wav(tmp / f"{instance}_{i:04d}.wav", clip.numpy(), config.sample_rate)
         shutil.rmtree(out_dir, ignore_errors=True)
         os.replace(tmp, out_dir)
         audio_seconds = audio.shape[0] * audio.shape[-1] / config.sample_rate
