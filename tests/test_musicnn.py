@@ -167,7 +167,9 @@ def test_frontend_matches_reference(ref):
 def test_slaney_filterbank_matches_librosa():
     librosa = pytest.importorskip("librosa")
     expected = librosa.filters.mel(sr=16000, n_fft=512, n_mels=96, fmin=0.0, fmax=8000.0)
-    np.testing.assert_allclose(mn.slaney_mel_filterbank(), expected, rtol=1e-6, atol=1e-8)
+    # torchaudio builds the filters in float32 (librosa in float64): 1.2e-7 apart at most, on
+    # weights up to 0.032; the front end's parity with the TF fixture (atol 2e-5) is unaffected
+    np.testing.assert_allclose(mn.slaney_mel_filterbank(), expected, rtol=0, atol=2e-7)
 
 
 def test_embed_matches_tf_patch(embedder, ref):

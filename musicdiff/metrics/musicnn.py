@@ -233,52 +233,21 @@ def fetch_musicnn_checkpoint(cache_dir: Path | None = None) -> Path:
 
 
 # =========================================================================== front end
-def _hz_to_mel_slaney(f: np.ndarray) -> np.ndarray:
-    # Slaney's Auditory Toolbox scale: linear below 1 kHz (3 mel per 200 Hz), log above.
-    f = np.asarray(f, dtype=np.float64)
-    f_sp = 200.0 / 3.0
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    mel = f / f_sp
-    high = f >= min_log_hz
-    mel[high] = min_log_mel + np.log(f[high] / min_log_hz) / logstep
-    return mel
-
-
-def _mel_to_hz_slaney(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    f_sp = 200.0 / 3.0
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    f = f_sp * m
-    high = m >= min_log_mel
-    f[high] = min_log_hz * np.exp(logstep * (m[high] - min_log_mel))
-    return f
-
-
 def slaney_mel_filterbank(
     sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS,
     fmin: float = F_MIN, fmax: float = F_MAX,
 ) -> np.ndarray:
     """Triangular mel filterbank, shape ``(n_mels, n_fft // 2 + 1)``, float32.
 
-    Slaney mel scale and Slaney area normalisation (each filter scaled by 2 / bandwidth in Hz),
-    computed in float64 as ``librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)`` (librosa's
-    defaults ``htk=False, norm="slaney"``) does, then cast to float32.
+    Slaney mel scale and Slaney area normalisation (each filter scaled by 2 / bandwidth in Hz), the
+    filters of ``librosa.filters.mel`` with its defaults that musicnn's front end used; built with
+    ``torchaudio.functional.melscale_fbanks`` (equal to librosa's to ~1e-7).
     """
-    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
-    mel_pts = np.linspace(_hz_to_mel_slaney(np.array([fmin]))[0],
-                          _hz_to_mel_slaney(np.array([fmax]))[0], n_mels + 2)
-    hz_pts = _mel_to_hz_slaney(mel_pts)
-    widths = np.diff(hz_pts)
-    ramps = hz_pts[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (hz_pts[2:] - hz_pts[:-2]))[:, None]
-    return weights.astype(np.float32)
+    import torchaudio
+
+    return torchaudio.functional.melscale_fbanks(
+        n_fft // 2 + 1, fmin, fmax, n_mels, sr, norm="slaney", mel_scale="slaney"
+    ).T.contiguous().numpy().astype(np.float32)
 
 
 _MEL_CACHE: dict[str, torch.Tensor] = {}
