@@ -5,13 +5,15 @@ and ``weight_sha256``, and ``embed(audio)`` mapping mono float32 ``(samples,)`` 
 ``(frames, dim)`` float32. Models are imported only when asked for, so nothing is downloaded at import.
 
 The cache key of a clip is SHA-256 over (audio file SHA-256, embedding name, weight SHA-256, the
-preprocessing config as sorted JSON, cache format version): a changed clip, model, weight file or
-window setting can never reuse a stale entry.
+preprocessing config as sorted JSON, SHA-256 of the code that decodes the clip and computes the
+embedding, cache format version): a changed clip, model, weight file, window setting or front end
+can never reuse a stale entry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -23,7 +25,7 @@ import torch
 import torchaudio
 from tqdm.auto import tqdm
 
-from musicdiff.hashing import sha256_file
+from musicdiff.hashing import sha256_file, sha256_tree
 
 CACHE_FORMAT = 1
 
@@ -80,10 +82,18 @@ def get_embedding(name: str, **options):
     raise KeyError(f"unknown embedding {name!r}; known: ['logmel-stats', 'musicnn']")
 
 
+def code_sha256(embedding) -> str:
+    """SHA-256 over the source files that decode audio and define ``embedding``'s class."""
+    from musicdiff.data import audio
+
+    return sha256_tree([inspect.getsourcefile(audio), inspect.getsourcefile(type(embedding))])
+
+
 def cache_key(audio_sha256: str, embedding) -> str:
     """The content address of one clip's embedding (see the module docstring)."""
     body = json.dumps({"audio": audio_sha256, "model": embedding.name, "weights": embedding.weight_sha256,
-                       "config": embedding.config, "format": CACHE_FORMAT}, sort_keys=True)
+                       "config": embedding.config, "code": code_sha256(embedding), "format": CACHE_FORMAT},
+                      sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
