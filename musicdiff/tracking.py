@@ -28,9 +28,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
+from musicdiff.hashing import sha256_tree
+
 DEFAULT_EXPERIMENT = "musicdiff"
 TRACKED_LIBRARIES = ("torch", "torchaudio", "diffusers", "accelerate", "numpy", "scipy", "mlflow", "dvc")
-TAG_KEYS = ("variant", "sampler", "embedding", "reference_set", "dataset")
 
 
 class MissingRunError(LookupError):
@@ -67,13 +68,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "absent"
     return versions
-
-
-def hash_files(paths: list[Path] | list[str]) -> str:
-    """SHA-256 over the bytes of ``paths`` (files, or folders walked in sorted order)."""
-    from musicdiff.hashing import sha256_tree
-
-    return sha256_tree(list(paths))
 
 
 def _flatten(prefix: str, value, out: dict) -> None:
@@ -148,9 +142,6 @@ class StageRun:
         self.record.tags.update(tags)
         self._mlflow.set_tags(tags)
 
-    def log_artifact(self, path: Path) -> None:
-        self._mlflow.log_artifact(str(path))
-
 
 @contextmanager
 def stage_run(stage: str, instance: str, record_path: Path, tags: dict | None = None,
@@ -168,7 +159,7 @@ def stage_run(stage: str, instance: str, record_path: Path, tags: dict | None = 
     base_tags = {"stage": stage, "instance": instance, "git_commit": git_commit(),
                  **{f"version.{k}": v for k, v in library_versions().items()}}
     if data_paths:
-        base_tags["data_hash"] = hash_files([Path(p) for p in data_paths])
+        base_tags["data_hash"] = sha256_tree(list(data_paths))
     with mlflow.start_run(run_name=f"{stage}@{instance}") as active:
         run = StageRun(record, mlflow)
         run.set_tags({**base_tags, **(tags or {})})
