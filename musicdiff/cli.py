@@ -10,7 +10,14 @@ from pathlib import Path
 def _report(args) -> int:
     from musicdiff.report import build_reports
 
-    for path in build_reports(Path(args.metrics), Path(args.out)):
+    reference_order = sampler_order = None
+    if Path(args.params).exists():  # column orders as listed in params.yaml, like the DVC report stage
+        import yaml
+
+        params = yaml.safe_load(Path(args.params).read_text()) or {}
+        reference_order = list(params.get("reference_sets", {})) or None
+        sampler_order = list(params.get("samplers", {})) or None
+    for path in build_reports(Path(args.metrics), Path(args.out), reference_order, sampler_order):
         print(f"wrote {path}")
     return 0
 
@@ -51,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("report", help="regenerate reports/tables from the MLflow runs named in metrics/")
     p.add_argument("--metrics", default="metrics", help="folder of stage JSON records (default: metrics)")
     p.add_argument("--out", default="reports", help="reports folder (default: reports)")
+    p.add_argument("--params", default="params.yaml",
+                   help="params file whose reference_sets and samplers give the column order (default: params.yaml)")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("relog", help="log the JSON records again into an MLflow store that lacks their runs")

@@ -1,4 +1,7 @@
-"""Stage embed@<set>: per-clip embeddings of one audio set (reference, held-out or generated)."""
+"""Stages embed_reference@<set> and embed_samples@<variant>-<sampler>: per-clip embeddings of one audio set.
+
+Writes ``data/embeddings/<embedding>/<group>/<set>.npz`` (group: ``reference`` or ``samples``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import numpy as np
 from musicdiff.metrics.embeddings import embed_files, get_embedding
 from musicdiff.tracking import stage_run
 
-from pipelines.common import ROOT, audio_set_path, load_params, parser, record_path
+from pipelines.common import ROOT, load_params, parser, record_path
 
 
 def build_embedding(params: dict):
@@ -22,15 +25,17 @@ def build_embedding(params: dict):
 
 
 def main() -> None:
-    args = parser(__doc__, "--set").parse_args()
+    args = parser(__doc__, "--set", "--folder", "--group").parse_args()
     params = load_params()
     settings = params["embed"]
-    folder = audio_set_path(params, args.set)
+    folder = ROOT / args.folder
+    if not folder.is_dir():
+        raise FileNotFoundError(f"audio set {args.set!r}: no folder {folder}")
     embedding = build_embedding(params)
     instance = f"{embedding.name}-{args.set}"
-    out = ROOT / "data" / "embeddings" / embedding.name / f"{args.set}.npz"
+    out = ROOT / "data" / "embeddings" / embedding.name / args.group / f"{args.set}.npz"
     with stage_run("embed", instance, record_path("embed", instance),
-                   tags={"embedding": embedding.name, "audio_set": args.set, "weight_sha256": embedding.weight_sha256},
+                   tags={"embedding": embedding.name, "audio_set": args.set, "group": args.group, "weight_sha256": embedding.weight_sha256},
                    data_paths=[folder]) as run:
         files = sorted(folder.rglob("*.wav"))
         available = len(files)

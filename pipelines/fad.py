@@ -1,4 +1,9 @@
-"""Stage fad@<embedding>-<evaluation>-<reference>: FAD of an evaluation set against a reference set."""
+"""Stage fad@<variant>-<sampler>: FAD of one generated set against every reference set.
+
+One MLflow run per evaluation set; its metrics are ``<reference>/<name>`` (fad, mean_term,
+trace_term, ci_low, ci_high, n_ref, n_ref_clips, ...), so the MLflow UI shows one column per
+reference set.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +15,32 @@ from pipelines.common import ROOT, load_params, parser, record_path
 
 
 def main() -> None:
-    args = parser(__doc__, "--evaluation", "--reference").parse_args()
+    args = parser(__doc__, "--variant", "--sampler").parse_args()
     params = load_params()
     settings = params["fad"]
     embedding = params["embed"]["embedding"]
     folder = ROOT / "data" / "embeddings" / embedding
-    instance = f"{embedding}-{args.evaluation}-{args.reference}"
-    variant, _, sampler = args.evaluation.partition("-")
-    inputs = [folder / f"{args.reference}.npz", folder / f"{args.evaluation}.npz"]
+    evaluation_set = f"{args.variant}-{args.sampler}"
+    instance = f"{embedding}-{evaluation_set}"
+    references = list(params["reference_sets"])
+    inputs = [folder / "samples" / f"{evaluation_set}.npz", *(folder / "reference" / f"{r}.npz" for r in references)]
     with stage_run("fad", instance, record_path("fad", instance), tags={
-        "embedding": embedding, "evaluation_set": args.evaluation, "reference_set": args.reference,
-        "variant": variant, "sampler": sampler,
+        "embedding": embedding, "evaluation_set": evaluation_set, "variant": args.variant, "sampler": args.sampler,
+        "reference_sets": ",".join(references),
     }, data_paths=inputs) as run:
-        reference = EmbeddedSet.load(folder / f"{args.reference}.npz")
-        evaluation = EmbeddedSet.load(folder / f"{args.evaluation}.npz")
-        if (reference.weight_sha256, reference.config) != (evaluation.weight_sha256, evaluation.config):
-            raise ValueError("reference and evaluation embeddings were made with different weights or settings")
+        evaluation = EmbeddedSet.load(inputs[0])
         run.log_params({"n_bootstrap": settings["n_bootstrap"], "ci": settings["ci"], "seed": settings["seed"],
-                        "embedding": embedding, "evaluation_set": args.evaluation, "reference_set": args.reference})
-        result = fad_score(reference.frames, evaluation.clips, n_bootstrap=settings["n_bootstrap"],
-                           seed=settings["seed"], ci=settings["ci"])
-        run.log_metrics({**result.to_dict(), "n_ref_clips": len(reference.clips)})
+                        "embedding": embedding, "evaluation_set": evaluation_set, "reference_sets": references})
+        metrics = {}
+        for name, path in zip(references, inputs[1:]):
+            reference = EmbeddedSet.load(path)
+            if (reference.weight_sha256, reference.config) != (evaluation.weight_sha256, evaluation.config):
+                raise ValueError(f"reference {name!r} and {evaluation_set!r} were embedded with different weights "
+                                 "or settings")
+            result = fad_score(reference.frames, evaluation.clips, n_bootstrap=settings["n_bootstrap"],
+                               seed=settings["seed"], ci=settings["ci"])
+            metrics.update({f"{name}/{k}": v for k, v in {**result.to_dict(), "n_ref_clips": len(reference.clips)}.items()})
+        run.log_metrics(metrics)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pipelines.common import ROOT, load_params
 
 def main() -> None:
     params = load_params()
-    for path in build_reports(ROOT / "metrics", ROOT / "reports", params["fad"]["evaluation"]["references"]):
+    for path in build_reports(ROOT / "metrics", ROOT / "reports", list(params["reference_sets"]), list(params["samplers"])):
         print(f"wrote {path.relative_to(ROOT)}")
 
 

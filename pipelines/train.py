@@ -1,53 +1,65 @@
-"""Stage train@<variant>: train the denoiser on the mel features with EMA and checkpoints (resumable)."""
+"""Stage train@<variant>: train a variant's denoiser with EMA and checkpoints (resumable).
+
+Reads ``data/<variants.<name>.data>/`` (a features or latents folder), writes ``data/models/<name>/``:
+``unet/``, ``unet_ema/``, ``scheduler/``, ``checkpoints/``, ``representation.json`` and, for latent
+variants, a copy of the ``vae/`` the latents came from, so the folder alone can generate audio.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import torch
 from safetensors.torch import load_file
 
 from musicdiff.hashing import sha256_file, sha256_tree
-from musicdiff.models.mel import build_mel_unet
+from musicdiff.models.registry import build_denoiser, count_parameters
+from musicdiff.representation import Representation
 from musicdiff.schedulers import build_noise_scheduler
 from musicdiff.tracking import stage_run
 from musicdiff.training import train_diffusion
 
-from pipelines.common import ROOT, load_params, parser, record_path
+from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, variant_settings
 
 
 def main() -> None:
     args = parser(__doc__, "--variant").parse_args()
     params = load_params()
-    variant = params["variants"][args.variant]
-    features = ROOT / "data" / "features" / "mel" / "train.safetensors"
+    variant, schedule, train = variant_settings(params, args.variant)
+    data_dir = ROOT / "data" / variant["data"]
+    features = data_dir / "train.safetensors"
     out_dir = ROOT / "data" / "models" / args.variant
-    torch.manual_seed(params["train"]["seed"])
-    with stage_run("train", args.variant, record_path("train", args.variant), tags={"variant": args.variant},
-                   data_paths=[features]) as run:
-        data = load_file(str(features))["mel"]
-        n_mels, frames = data.shape[-2], data.shape[-1]
-        model = build_mel_unet(variant["model"], n_mels=n_mels, frames=frames)
-        scheduler = build_noise_scheduler(params["schedule"])
-        n_params = sum(p.numel() for p in model.parameters())
-        run.log_params({"model": variant["model"], "schedule": params["schedule"], "train": params["train"],
-                        "resolution": f"[{frames}, {n_mels}]"})
+    torch.manual_seed(train["seed"])
+    with stage_run("train", args.variant, record_path("train", args.variant),
+                   tags={"variant": args.variant, "family": variant["family"]}, data_paths=[features]) as run:
+        representation = Representation.load(data_dir)
+        data = load_file(str(features))["x"]
+        model = build_denoiser(variant["family"], variant["model"], tuple(data.shape[1:]),
+                               schedule["num_train_timesteps"])
+        scheduler = build_noise_scheduler(schedule)
+        n_params = count_parameters(model)
+        run.log_params({"family": variant["family"], "model": variant["model"], "schedule": schedule, "train": train,
+                        "data": variant["data"], "resolution": representation.resolution})
         resume_key = hashlib.sha256(json.dumps(
-            {"features": sha256_file(features), "model": variant["model"], "schedule": params["schedule"],
-             "train": params["train"], "code": sha256_tree(
-                 [ROOT / "musicdiff" / "training.py", *sorted((ROOT / "musicdiff" / "models").glob("*.py"))])},
+            {"features": sha256_file(features), "variant": variant, "schedule": schedule, "train": train,
+             "code": sha256_tree([ROOT / "musicdiff" / "training.py", *sorted((ROOT / "musicdiff" / "models").glob("*.py"))])},
             sort_keys=True).encode()).hexdigest()
-        result = train_diffusion(model, scheduler, data, params["train"], out_dir, log_metrics=run.log_metrics,
+        result = train_diffusion(model, scheduler, data, train, out_dir, log_metrics=run.log_metrics,
                                  resume_key=resume_key)
+        representation.save(out_dir)
+        if (data_dir / "vae").exists():
+            with atomic_dir(out_dir / "vae") as tmp:
+                shutil.copytree(data_dir / "vae", tmp, dirs_exist_ok=True)
         run.log_metrics({
             "params_millions": n_params / 1e6, "size_mb": n_params * 4 / 2**20, "examples": len(data),
             "train_s_per_step": result.seconds_per_step, "steps_timed": result.steps_timed,
             "final_loss": result.final_loss, "steps": result.step, "resumed_from": result.resumed_from,
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "clip_seconds": representation.clip_seconds,
         })
         run.set_tags({"device": result.device, "mixed_precision": result.mixed_precision,
-                      "resolution": f"[{frames}, {n_mels}]"})
+                      "resolution": representation.resolution, "prediction_type": schedule["prediction_type"]})
 
 
 if __name__ == "__main__":

@@ -28,16 +28,35 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
         prepare.update({"segment_s": 1.0, "min_duration_s": 1.0, "max_segments_per_track": 2})
         prepare.pop("max_clips", None)
     params["datasets"]["wesnoth"]["prepare"]["heldout_fraction"] = 0.3
-    params["mel"].update({"n_mels": 16, "frames": 32, "griffin_lim_iters": 4})
-    params["variants"]["mel"]["model"] = {
-        "block_out_channels": [8, 16], "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
-        "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "layers_per_block": 1, "norm_num_groups": 4,
-        "attention_head_dim": 4}
+    params["mel"]["griffin_lim_iters"] = 4
+    # Every family at a tiny size: mel, DiT and the VAE share one [32, 32] mel set.
+    params["features"] = {"mel-32x32": {"kind": "mel", "resolution": [32, 32]},
+                          "waveform-2048": {"kind": "waveform", "samples": 2048, "crops_per_clip": 2}}
+    unet = {"block_out_channels": [8, 16], "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+            "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "layers_per_block": 1, "norm_num_groups": 4,
+            "attention_head_dim": 4}
+    params["autoencoders"] = {"vae-32x32": {
+        "features": "mel-32x32", "model": {"block_out_channels": [8, 8], "layers_per_block": 1, "norm_num_groups": 4},
+        "train": {"seed": 0, "batch_size": 4, "max_steps": 4, "learning_rate": 1e-3, "log_every": 2}}}
+    params["variants"] = {
+        "mel-32x32": {"family": "mel", "data": "features/mel-32x32", "prediction_type": "sample", "model": unet},
+        "dit-32x32": {"family": "dit", "data": "features/mel-32x32", "prediction_type": "sample",
+                      "model": {"num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 8, "patch_size": 4}},
+        "latent-32x32": {"family": "latent", "data": "latents/vae-32x32", "prediction_type": "epsilon",
+                         "clip_sample": False, "model": unet},
+        "waveform-2048": {"family": "waveform", "data": "features/waveform-2048", "prediction_type": "v_prediction",
+                          "model": {"block_out_channels": [8, 32, 32],
+                                    "down_block_types": ["DownBlock1DNoSkip", "DownBlock1D", "AttnDownBlock1D"],
+                                    "up_block_types": ["AttnUpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"],
+                                    "mid_block_type": "UNetMidBlock1D", "time_embedding_dim": 16},
+                          "train": {"max_steps": 4, "checkpoint_steps": [2]}},
+    }
     params["train"].update({"max_steps": 6, "batch_size": 4, "checkpoint_steps": [3], "warmup_steps": 1,
                             "log_every": 2})
     params["sample"].update({"n_samples": 4, "batch_size": 4})
-    params["sample"]["samplers"] = {"ddpm": {"num_inference_steps": 4},
-                                    "ddim": {"num_inference_steps": 2, "eta": 0.0}}
+    params["samplers"] = {"ddpm": {"scheduler": "ddpm", "num_inference_steps": 4},
+                          "ddim2": {"scheduler": "ddim", "num_inference_steps": 2, "eta": 0.0}}
+    params["speed"].update({"repeats": 3, "warmup": 1})
     params["fad"]["n_bootstrap"] = 10
     return params
 
@@ -77,9 +96,36 @@ def test_repro_writes_a_fad_table_with_every_reference_set(workspace):
     for reference in ("heldout", "train", "ambient", "drums"):
         assert reference in table
     rows = (root / "reports" / "tables" / "fad.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 4  # header + 2 samplers x 4 reference sets
-    speed = (root / "reports" / "tables" / "speed.md").read_text()
-    assert "DDPM" in speed and "DDIM" in speed and "Mel-Spec" in speed
+    assert len(rows) == 1 + 4 * 2 * 4  # header + 4 variants x 2 samplers x 4 reference sets
+
+
+def test_speed_table_has_every_variant_and_sampler(workspace):
+    import pandas as pd
+
+    root, _ = workspace
+    speed = pd.read_csv(root / "reports" / "tables" / "speed.csv")
+    assert set(speed["Data Type"]) == {"Mel-Spec", "DiT", "VAE Latent Space", "Waveform", "VAE"}
+    models = speed[speed["Data Type"] != "VAE"].set_index("Variant")
+    assert models.loc["latent-32x32", "Resolution"] == "[32, 32] [16, 16]"
+    assert models.loc["waveform-2048", "Resolution"] == "[1, 2048]"
+    for sampler, steps in (("ddpm", 4), ("ddim2", 2)):
+        assert (models[f"{sampler} ({steps} steps) denoise"] > 0).all()
+    assert (models["Timed runs (median of)"] == 3).all()
+    assert (models.loc["waveform-2048", ["ddpm decode", "ddim2 decode"]] < 0.01).all()  # nothing to decode
+    assert (models.loc["mel-32x32", ["ddpm decode"]] > 0).all()  # Griffin-Lim
+
+
+def test_every_variant_decodes_clips_of_its_length_and_rate(workspace):
+    root, _ = workspace
+    expected = {"mel-32x32": 31 * 256, "dit-32x32": 31 * 256, "latent-32x32": 31 * 256, "waveform-2048": 2048}
+    for variant, samples in expected.items():
+        for sampler in ("ddpm", "ddim2"):
+            clips = sorted((root / "data" / "samples" / f"{variant}-{sampler}").glob("*.wav"))
+            assert len(clips) == 4
+            info = sf.info(clips[0])
+            assert (info.samplerate, info.frames, info.channels) == (22050, samples, 1)
+            audio, _ = sf.read(clips[-1])
+            assert np.isfinite(audio).all() and np.abs(audio).max() > 0
 
 
 def test_bad_files_are_skipped_and_counted(workspace):
@@ -102,13 +148,14 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     names = {r.info.run_name for r in runs}
     records = sorted((root / "metrics").rglob("*.json"))
-    assert len(runs) == len(records) == 3 + 3 + 1 + 1 + 2 + 1 + 6 + 8
-    assert "fad@musicnn-mel-ddpm-heldout" in names and "train@mel" in names
-    fad_run = next(r for r in runs if r.info.run_name == "fad@musicnn-mel-ddim-drums")
-    assert fad_run.data.tags["sampler"] == "ddim" and fad_run.data.tags["reference_set"] == "drums"
-    assert fad_run.data.metrics["n_eval_clips"] == 4 and fad_run.data.metrics["fad"] > 0
+    # download, prepare, features, vae, train, sample, speed, weights, embed (4 references + 8 sets), fad
+    assert len(runs) == len(records) == 3 + 3 + 2 + 1 + 4 + 8 + 4 + 1 + 12 + 8
+    assert "fad@musicnn-mel-32x32-ddpm" in names and "train@waveform-2048" in names and "vae@vae-32x32" in names
+    fad_run = next(r for r in runs if r.info.run_name == "fad@musicnn-latent-32x32-ddim2")
+    assert fad_run.data.tags["sampler"] == "ddim2" and fad_run.data.tags["variant"] == "latent-32x32"
+    assert fad_run.data.metrics["drums/n_eval_clips"] == 4 and fad_run.data.metrics["drums/fad"] > 0
     assert "version.torch" in fad_run.data.tags and "git_commit" in fad_run.data.tags
-    train_run = next(r for r in runs if r.info.run_name == "train@mel")
+    train_run = next(r for r in runs if r.info.run_name == "train@mel-32x32")
     assert len(client.get_metric_history(train_run.info.run_id, "loss")) == 3
 
 

@@ -121,3 +121,40 @@ def count_parameters(model: torch.nn.Module) -> int:
     """Number of parameters of ``model``, trainable or not (shared tensors counted once); works on
     models built on the meta device."""
     return sum(p.numel() for p in model.parameters())
+
+
+# Pipeline families: the denoiser of each variant and the diffusers class its weights load with.
+FAMILIES = ("mel", "waveform", "latent", "dit")
+
+
+def _denoiser_classes() -> dict:
+    from diffusers import UNet1DModel, UNet2DModel
+
+    from musicdiff.models.dit import UnconditionalDiT2DModel
+
+    return {"mel": UNet2DModel, "latent": UNet2DModel, "waveform": UNet1DModel, "dit": UnconditionalDiT2DModel}
+
+
+def build_denoiser(family: str, config: dict, shape: tuple[int, ...],
+                   num_train_timesteps: int = 1000) -> torch.nn.Module:
+    """The denoiser of a pipeline ``family`` (mel | waveform | latent | dit) for examples of ``shape``
+    (channels, n_mels, frames), (channels, samples) or (channels, latent height, latent width).
+
+    Raises ``KeyError`` for an unknown family and ``ValueError`` for a shape the model cannot take.
+    """
+    if family not in FAMILIES:
+        raise KeyError(f"unknown variant family {family!r}; known: {list(FAMILIES)}")
+    if family == "waveform":
+        return build_model("waveform", config, (shape[-1],), num_train_timesteps)
+    height, width = shape[-2:]
+    return build_model("latent_unet" if family == "latent" else family, config, (width, height), num_train_timesteps)
+
+
+def load_denoiser(family: str, path) -> torch.nn.Module:
+    """Load trained denoiser weights (a diffusers ``save_pretrained`` folder) of ``family``.
+
+    Raises ``KeyError`` for an unknown family and ``OSError`` (from diffusers) for a missing folder.
+    """
+    if family not in FAMILIES:
+        raise KeyError(f"unknown variant family {family!r}; known: {list(FAMILIES)}")
+    return _denoiser_classes()[family].from_pretrained(path)

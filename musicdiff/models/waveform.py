@@ -62,7 +62,7 @@ def build_waveform_unet(config: dict, sample_size: int, num_train_timesteps: int
 
     Raises ``ValueError`` when ``sample_size`` is not a multiple of the total downsampling
     (``waveform_downsampling``, 32 for the CPU size, 8192 for the paper size) or leaves fewer than
-    3 samples at the bottom (the reflect padding of the resamplers needs them; measured), when
+    3 samples at the bottom, when an attention level or the level above it has fewer than 32 channels (the reflect padding of the resamplers needs them; measured), when
     ``extra_in_channels`` disagrees with ``time_embedding_dim``, or for a block type outside the
     Dance Diffusion layout.
     """
@@ -81,6 +81,13 @@ def build_waveform_unet(config: dict, sample_size: int, num_train_timesteps: int
         )
     if num_train_timesteps < 1:
         raise ValueError("num_train_timesteps must be positive")
+    channels = list(config["block_out_channels"])
+    for i, block in enumerate(config["down_block_types"]):
+        # SelfAttention1d has channels // 32 heads: an attention level and the level above it (the
+        # output width of the mirrored AttnUpBlock1D) need >= 32 channels, or the heads are 0.
+        if block == "AttnDownBlock1D" and min(channels[max(i - 1, 0)], channels[i]) < 32:
+            raise ValueError(f"attention level {i} needs >= 32 channels at levels {i - 1} and {i} "
+                             f"(block_out_channels {channels}): SelfAttention1d uses channels // 32 heads")
     model = UNet1DModel(
         sample_size=sample_size,
         in_channels=1,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def build_reports(metrics_dir: Path, reports_dir: Path, reference_order: list[str] | None = None) -> list[Path]:
+def build_reports(metrics_dir: Path, reports_dir: Path, reference_order: list[str] | None = None,
+                  sampler_order: list[str] | None = None) -> list[Path]:
     """Regenerate every report table from the runs named by the JSON records in ``metrics_dir``.
 
     Returns the files written. Raises ``musicdiff.tracking.MissingRunError`` when the MLflow store
@@ -26,7 +27,7 @@ def build_reports(metrics_dir: Path, reports_dir: Path, reference_order: list[st
         write_text(tables / "fad.csv", fad.to_csv(index=False, float_format="%.6g"))
         write_text(tables / "fad.md", fad_markdown(fad, reference_order))
         written += [tables / "fad.csv", tables / "fad.md"]
-    speed = speed_frame(runs)
+    speed = speed_frame(runs, sampler_order)
     if len(speed):
         write_text(tables / "speed.csv", speed.to_csv(index=False))
         write_text(tables / "speed.md", speed_markdown(speed))
@@ -40,8 +41,9 @@ DESCRIPTIONS = {
     "fad.md": "FAD of each model x sampler (rows) against each reference set (columns), with the "
               "95% bootstrap CI over evaluation clips and the number of clips and embedding frames.",
     "fad.csv": "The same FAD results in long form, with the mean and trace terms of each score.",
-    "speed.md": "Training time per step and compute seconds per second of generated audio for each "
-                "sampler (denoising and Griffin-Lim decoding apart), with device and threads.",
+    "speed.md": "The study's speed table: parameters, size, clip length, training time per step and, for "
+                "each sampler, seconds per second of generated audio (denoising and decoding apart, median "
+                "of timed runs), with device and threads.",
     "speed.csv": "The speed table as CSV.",
 }
 

@@ -12,23 +12,26 @@ from pathlib import Path
 
 import pandas as pd
 
-VARIANT_NAMES = {"mel": "Mel-Spec", "waveform": "Waveform", "latent": "VAE Latent Space", "dit": "DiT"}
+VARIANT_NAMES = {"mel": "Mel-Spec", "waveform": "Waveform", "latent": "VAE Latent Space", "dit": "DiT"}  # the study's names
 
 
 def fad_frame(runs: list[dict]) -> pd.DataFrame:
-    """Long table: one row per FAD run (embedding, evaluation, reference, FAD, its parts, CI, n)."""
+    """Long table: one row per FAD run and reference set (embedding, evaluation, reference, FAD, its
+    parts, CI, n). A fad run holds metrics ``<reference>/<name>`` for each reference set."""
     rows = []
     for run in runs:
         if run["stage"] != "fad":
             continue
         m, t = run["metrics"], run["tags"]
-        rows.append({
-            "embedding": t["embedding"], "evaluation": t["evaluation_set"], "variant": t.get("variant", ""),
-            "sampler": t.get("sampler", ""), "reference": t["reference_set"], "fad": m["fad"],
-            "ci_low": m.get("ci_low"), "ci_high": m.get("ci_high"), "mean_term": m["mean_term"],
-            "trace_term": m["trace_term"], "n_eval_clips": int(m["n_eval_clips"]), "n_eval": int(m["n_eval"]),
-            "n_ref_clips": int(m.get("n_ref_clips", 0)), "n_ref": int(m["n_ref"]),
-        })
+        for ref in sorted({k.split("/")[0] for k in m if k.endswith("/fad")}):
+            r = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith(f"{ref}/")}
+            rows.append({
+                "embedding": t["embedding"], "evaluation": t["evaluation_set"], "variant": t.get("variant", ""),
+                "sampler": t.get("sampler", ""), "reference": ref, "fad": r["fad"],
+                "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "mean_term": r["mean_term"],
+                "trace_term": r["trace_term"], "n_eval_clips": int(r["n_eval_clips"]), "n_eval": int(r["n_eval"]),
+                "n_ref_clips": int(r.get("n_ref_clips", 0)), "n_ref": int(r["n_ref"]),
+            })
     columns = ["embedding", "evaluation", "variant", "sampler", "reference", "fad", "ci_low", "ci_high",
                "mean_term", "trace_term", "n_eval_clips", "n_eval", "n_ref_clips", "n_ref"]
     return pd.DataFrame(rows, columns=columns).sort_values(["embedding", "evaluation", "reference"],
@@ -67,39 +70,55 @@ def _cell(row) -> str:
     return f"{row['fad']:.2f}"
 
 
-def speed_frame(runs: list[dict]) -> pd.DataFrame:
-    """The study's speed table: one row per variant with training and per-sampler inference timings."""
+def _family(tags: dict) -> str:
+    return VARIANT_NAMES.get(tags.get("family", ""), tags.get("family", ""))
+
+
+def speed_frame(runs: list[dict], sampler_order: list[str] | None = None) -> pd.DataFrame:
+    """The study's speed table: one row per variant (training from its ``train`` run, inference from
+    its ``speed`` run: median of the timed runs, seconds per second of audio), plus the VAE of each
+    latent variant as its own row, as in the study."""
     train = {r["instance"]: r for r in runs if r["stage"] == "train"}
-    samples = [r for r in runs if r["stage"] == "sample"]
+    speed = {r["instance"]: r for r in runs if r["stage"] == "speed"}
     rows = []
-    for variant, run in sorted(train.items()):
+    for variant in sorted(train):
+        run = train[variant]
         m, t = run["metrics"], run["tags"]
         row = {
-            "Data Type": VARIANT_NAMES.get(variant, variant), "Resolution": t.get("resolution", ""),
+            "Variant": variant, "Data Type": _family(t), "Resolution": t.get("resolution", ""),
             "Params (M)": round(m["params_millions"], 3), "Size (MB)": round(m["size_mb"], 2),
+            "Sample Length (s)": round(m.get("clip_seconds", float("nan")), 2),
             "Training time per step (s)": round(m["train_s_per_step"], 4),
             "Batch size": int(float(run["params"].get("train.batch_size", "nan"))),
-            "Device": t.get("device", ""), "Threads": int(m.get("threads", 0)),
         }
-        for s in sorted((s for s in samples if s["tags"].get("variant") == variant),
-                        key=lambda s: s["tags"]["sampler"]):
-            name, sm = s["tags"]["sampler"].upper(), s["metrics"]
-            row["Sample Length (s)"] = round(sm["clip_seconds"], 2)
-            row[f"{name} steps"] = int(sm["num_inference_steps"])
-            row[f"{name} denoise (s per s of audio)"] = round(sm["denoise_s_per_audio_s"], 4)
-            row[f"{name} decode (s per s of audio)"] = round(sm["decode_s_per_audio_s"], 4)
+        if variant in speed:
+            sm = speed[variant]["metrics"]
+            names = [k.split("/")[0] for k in sm if k.endswith("/denoise_s_per_audio_s")]
+            order = [s for s in (sampler_order or sorted(names)) if s in names]
+            for name in order:
+                steps = int(sm[f"{name}/num_inference_steps"])
+                row[f"{name} ({steps} steps) denoise"] = round(sm[f"{name}/denoise_s_per_audio_s"], 4)
+                row[f"{name} decode"] = round(sm[f"{name}/decode_s_per_audio_s"], 4)
+            row["Timed runs (median of)"] = int(sm["repeats"])
+            row["Inference batch"] = int(sm["batch_size"])
+            row["Device"] = speed[variant]["tags"].get("device_name", speed[variant]["tags"].get("device", ""))
+            row["Threads"] = int(sm.get("threads", 0))
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    first = ["Data Type", "Resolution", "Params (M)", "Size (MB)", "Sample Length (s)",
-             "Training time per step (s)", "Batch size"]
-    ordered = [c for c in first if c in frame] + [c for c in frame if c not in first and c not in ("Device", "Threads")]
-    return frame[ordered + [c for c in ("Device", "Threads") if c in frame]]
+    for name, run in sorted((r["instance"], r) for r in runs if r["stage"] == "vae"):
+        m = run["metrics"]
+        rows.append({"Variant": name, "Data Type": "VAE", "Resolution": run["tags"].get("resolution", ""),
+                     "Params (M)": round(m["params_millions"], 3), "Size (MB)": round(m["size_mb"], 2),
+                     "Training time per step (s)": round(m["train_s_per_step"], 4),
+                     "Batch size": int(float(run["params"].get("train.batch_size", "nan")))})
+    return pd.DataFrame(rows)
 
 
 def speed_markdown(frame: pd.DataFrame) -> str:
-    return ("# Speed\n\nGenerated by `musicdiff report` from MLflow runs; do not edit. Inference is wall "
-            "time per second of generated audio for the whole evaluation batch (denoising and Griffin-Lim "
-            "decoding apart); training time is the median over steps after the first.\n\n"
+    return ("# Speed\n\nGenerated by `musicdiff report` from MLflow runs; do not edit. Inference columns are "
+            "wall seconds per second of generated audio (real-time factor; below 1 is faster than real time) "
+            "for each sampler, denoising and decoding (Griffin-Lim, VAE + Griffin-Lim, or none for waveforms) "
+            "apart: the median of the timed runs after a warm-up, generating `Inference batch` clips at a "
+            "time. Training time per step is the median over the training steps after the first.\n\n"
             f"{frame.to_markdown(index=False)}\n")
 
 

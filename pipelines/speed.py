@@ -1,0 +1,52 @@
+"""Stage speed@<variant>: time every sampler of params.yaml on a trained variant (median of >= 3 runs)."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler
+
+from musicdiff.models.registry import load_denoiser
+from musicdiff.representation import Decoder, Representation
+from musicdiff.schedulers import build_sampler
+from musicdiff.speed import time_inference
+from musicdiff.tracking import stage_run
+
+from pipelines.common import ROOT, load_params, parser, record_path
+
+
+def main() -> None:
+    args = parser(__doc__, "--variant").parse_args()
+    params = load_params()
+    settings = params["speed"]
+    family = params["variants"][args.variant]["family"]
+    model_dir = ROOT / "data" / "models" / args.variant
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with stage_run("speed", args.variant, record_path("speed", args.variant),
+                   tags={"variant": args.variant, "family": family, "device": device,
+                         "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu"},
+                   data_paths=[model_dir / "unet_ema"]) as run:
+        run.log_params({"speed": settings, "samplers": params["samplers"]})
+        representation = Representation.load(model_dir)
+        model = load_denoiser(family, model_dir / "unet_ema")
+        decoder = Decoder(representation, model_dir)
+        noise_scheduler = DDPMScheduler.from_pretrained(model_dir / "scheduler")
+        metrics = {"threads": torch.get_num_threads(), "clip_seconds": representation.clip_seconds,
+                   "batch_size": settings["batch_size"], "repeats": settings["repeats"]}
+        for name, cfg in params["samplers"].items():
+            result = time_inference(model, build_sampler(cfg["scheduler"], noise_scheduler), decoder,
+                                    representation.shape, cfg["num_inference_steps"], representation.sample_rate,
+                                    batch_size=settings["batch_size"], warmup=settings["warmup"],
+                                    repeats=settings["repeats"], seed=settings["seed"], device=device,
+                                    eta=cfg.get("eta", 0.0))
+            metrics.update({f"{name}/denoise_s_per_audio_s": result.denoise_rtf,
+                            f"{name}/decode_s_per_audio_s": result.decode_rtf,
+                            f"{name}/s_per_step": result.seconds_per_step,
+                            f"{name}/num_inference_steps": cfg["num_inference_steps"]})
+            for i, (den, dec) in enumerate(zip(result.denoise_seconds, result.decode_seconds)):
+                run.log_metrics({f"{name}/run_denoise_seconds": den, f"{name}/run_decode_seconds": dec}, step=i)
+        run.log_metrics(metrics)
+        run.set_tags({"resolution": representation.resolution})
+
+
+if __name__ == "__main__":
+    main()
