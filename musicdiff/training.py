@@ -8,10 +8,13 @@ with a mean squared error. The optimiser recipe is teticio/audio-diffusion's: Ad
 schedule with warm-up, gradient clipping at 1.0, EMA with warm-up (inv_gamma 1, power 3/4).
 
 Device and precision come from ``accelerate``: fp32 on CPU, bf16 on CUDA (``mixed_precision:
-auto``); several GPUs through ``accelerate launch``. State is saved with ``Accelerator.save_state``
-at the steps listed in ``checkpoint_steps`` (and at the end) into ``checkpoints/step_<N>``, written
-to a temporary folder and renamed, so an interrupted run resumes from the newest complete one and
-continues exactly: the batch indices and noise of step ``s`` come from ``seed + s`` alone.
+auto``); several processes through ``accelerate launch`` (DDP): ``batch_size`` is the batch of
+one process, each step draws a global batch of ``batch_size * num_processes`` examples and every
+process trains on its own slice of it (``draw_batch``). State is saved with
+``Accelerator.save_state`` at the steps listed in ``checkpoint_steps`` (and at the end) into
+``checkpoints/step_<N>``, written to a temporary folder and renamed, so an interrupted run resumes
+from the newest complete one and continues exactly: the batch indices, noise and timesteps of step
+``s`` come from ``seed + s`` (and the number of processes) alone.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ import math
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
+from accelerate import Accelerator, DataLoaderConfiguration
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -45,6 +48,7 @@ class TrainResult:
     device: str
     mixed_precision: str
     losses: list[float] = field(default_factory=list)
+    num_processes: int = 1
 
 
 def diffusion_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor,
@@ -61,6 +65,26 @@ def diffusion_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Te
     if kind == "v_prediction":
         return scheduler.get_velocity(x0, noise, timesteps)
     raise ValueError(f"unknown prediction_type {kind!r}")
+
+
+def draw_batch(generator_seed: int, n_examples: int, example_shape: tuple[int, ...], batch_size: int,
+               num_timesteps: int, num_processes: int = 1, rank: int = 0,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Example indices, noise and timesteps of one training step for process ``rank``.
+
+    The global batch of ``batch_size * num_processes`` is drawn on the CPU from a generator seeded
+    with ``generator_seed``: all indices, then all noise (float32, ``example_shape`` per example),
+    then all timesteps; process ``rank`` takes rows ``[rank * batch_size, (rank + 1) * batch_size)``.
+    With one process this is the whole draw, so the global batch does not depend on which process
+    asks, and a single-process run draws exactly what it drew before several processes were supported.
+    """
+    total = batch_size * num_processes
+    generator = torch.Generator().manual_seed(generator_seed)
+    index = torch.randint(0, n_examples, (total,), generator=generator)
+    noise = torch.randn((total, *example_shape), generator=generator)
+    timesteps = torch.randint(0, num_timesteps, (total,), generator=generator)
+    rows = slice(rank * batch_size, (rank + 1) * batch_size)
+    return index[rows], noise[rows], timesteps[rows]
 
 
 def _mixed_precision(setting: str) -> str:
@@ -94,14 +118,18 @@ def train_diffusion(
     same ``resume_key`` (a digest of everything that defines the run: data, model, schedule, training
     config, code); checkpoints of another key, or of a run that already reached ``max_steps``, are
     deleted first, so a changed configuration never continues from stale state and a forced re-run
-    trains (and times) afresh.
+    trains (and times) afresh. Under ``accelerate launch`` with several processes the key also names
+    the number of processes (the global batch), and each process trains on its slice of the global
+    batch; checkpoints are written by all processes together and completed by the main one, which
+    alone logs metrics and writes the final weights.
 
     ``config`` keys: ``seed``, ``batch_size``, ``max_steps``, ``learning_rate``, ``warmup_steps``,
     ``adam_betas``, ``weight_decay``, ``grad_clip``, ``ema`` (``decay``, ``inv_gamma``, ``power``),
     ``checkpoint_steps`` (list of steps), ``mixed_precision`` (auto | no | bf16 | fp16),
-    ``log_every``. Checkpoints and the final weights go under ``out_dir``: ``checkpoints/step_<N>/``
-    (accelerate state) and ``unet/`` + ``unet_ema/`` + ``scheduler/`` (diffusers
-    ``save_pretrained``). ``log_metrics(metrics, step)`` receives the loss and learning rate.
+    ``log_every``; ``batch_size`` is per process. Checkpoints and the final weights go under
+    ``out_dir``: ``checkpoints/step_<N>/`` (accelerate state) and ``unet/`` + ``unet_ema/`` +
+    ``scheduler/`` (diffusers ``save_pretrained``). ``log_metrics(metrics, step)`` receives the loss
+    (the mean over the global batch) and learning rate, on the main process only.
 
     Raises ``FloatingPointError`` when the loss becomes NaN or infinite (with the step), and
     ``ValueError`` for an empty dataset.
@@ -110,12 +138,25 @@ def train_diffusion(
         raise ValueError("no training examples")
     out_dir = Path(out_dir)
     checkpoint_dir = out_dir / "checkpoints"
-    _claim_checkpoints(checkpoint_dir, resume_key)
     seed = int(config["seed"])
     max_steps = int(config["max_steps"])
     checkpoint_steps = sorted({int(s) for s in config.get("checkpoint_steps", [])} | {max_steps})
 
-    accelerator = Accelerator(mixed_precision=_mixed_precision(config.get("mixed_precision", "auto")))
+    # split_batches: the learning-rate schedule counts global steps, so the prepared scheduler steps
+    # once per optimiser step (by default accelerate steps it num_processes times, as it would for a
+    # data loader sharded across processes); there is no data loader here for it to affect otherwise
+    accelerator = Accelerator(mixed_precision=_mixed_precision(config.get("mixed_precision", "auto")),
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    num_processes, rank = accelerator.num_processes, accelerator.process_index
+    if num_processes > 1:  # another global batch: never resume a run of another process count
+        resume_key = f"{resume_key}|num_processes={num_processes}"
+    if accelerator.is_main_process:
+        _claim_checkpoints(checkpoint_dir, resume_key)
+        finished = latest_checkpoint(checkpoint_dir)
+        if finished is not None and finished[0] >= max_steps:  # a finished run: train again from scratch
+            _claim_checkpoints(checkpoint_dir, "")
+            _claim_checkpoints(checkpoint_dir, resume_key)
+    accelerator.wait_for_everyone()
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config["learning_rate"], betas=tuple(config.get("adam_betas", (0.95, 0.999))),
@@ -137,10 +178,6 @@ def train_diffusion(
 
     start = 0
     resumed = latest_checkpoint(checkpoint_dir)
-    if resumed is not None and resumed[0] >= max_steps:  # a finished run: train again from scratch
-        _claim_checkpoints(checkpoint_dir, "")
-        _claim_checkpoints(checkpoint_dir, resume_key)
-        resumed = None
     if resumed is not None:
         start, path = resumed
         accelerator.load_state(str(path))
@@ -157,17 +194,19 @@ def train_diffusion(
                     disable=not accelerator.is_local_main_process)
     for step in progress:
         began = time.perf_counter()
-        generator = torch.Generator().manual_seed(seed + step)
-        index = torch.randint(0, len(data), (batch_size,), generator=generator)
+        index, noise, timesteps = draw_batch(seed + step, len(data), tuple(data.shape[1:]), batch_size,
+                                             num_timesteps, num_processes, rank)
         x0 = data[index.to(data.device)].float()
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        timesteps = torch.randint(0, num_timesteps, (batch_size,), generator=generator).to(x0.device)
+        noise = noise.to(x0.device)
+        timesteps = timesteps.to(x0.device)
         noisy = noise_scheduler.add_noise(x0, noise, timesteps)
         with accelerator.autocast():
             prediction = model(noisy, timesteps).sample
         loss = F.mse_loss(prediction.float(), diffusion_target(noise_scheduler, x0, noise, timesteps))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step + 1}; stopping")
+        # the loss of the global batch, the same on every process, so that all of them stop together
+        global_loss = accelerator.reduce(loss.detach(), "mean") if num_processes > 1 else loss
+        if not torch.isfinite(global_loss):
+            raise FloatingPointError(f"loss is {global_loss.item()} at step {step + 1}; stopping")
         accelerator.backward(loss)
         if accelerator.sync_gradients:
             accelerator.clip_grad_norm_(model.parameters(), config.get("grad_clip", 1.0))
@@ -175,11 +214,11 @@ def train_diffusion(
         lr_scheduler.step()
         optimizer.zero_grad()
         ema.step(accelerator.unwrap_model(model).parameters())
-        loss_value = loss.item()
+        loss_value = global_loss.item()
         losses.append(loss_value)
         step_times.append(time.perf_counter() - began)
         done = step + 1
-        if log_metrics and (done % log_every == 0 or done == max_steps):
+        if log_metrics and accelerator.is_main_process and (done % log_every == 0 or done == max_steps):
             log_metrics({"loss": loss_value, "lr": lr_scheduler.get_last_lr()[0],
                          "ema_decay": ema.cur_decay_value or 0.0}, done)
         progress.set_postfix(loss=f"{loss_value:.4f}")
@@ -194,11 +233,13 @@ def train_diffusion(
         ema.copy_to(ema_model.parameters())
         _atomic_save_pretrained(ema_model, out_dir / "unet_ema")
         _atomic_save_pretrained(noise_scheduler, out_dir / "scheduler")
+    accelerator.wait_for_everyone()  # no process returns before the final weights exist
     timed = step_times[1:] if len(step_times) > 1 else step_times
     return TrainResult(
         step=max_steps, resumed_from=start, final_loss=loss_value,
         seconds_per_step=statistics.median(timed) if timed else math.nan, steps_timed=len(timed),
         device=str(accelerator.device), mixed_precision=accelerator.mixed_precision, losses=losses,
+        num_processes=num_processes,
     )
 
 
@@ -212,15 +253,22 @@ def _claim_checkpoints(checkpoint_dir: Path, resume_key: str) -> None:
 
 
 def _save_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, step: int) -> None:
+    """Save the state of all processes into ``step_<step>``: every process calls ``save_state`` (the
+    main one writes model, optimiser, scheduler and EMA; each one its random states), then the main
+    process marks the folder complete and renames it. The barriers keep the others from writing into
+    a folder being cleared, and the rename from happening before they have finished."""
     final = checkpoint_dir / f"step_{step}"
     tmp = checkpoint_dir / f".tmp_step_{step}"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / "COMPLETE").write_text(str(step))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
+    accelerator.wait_for_everyone()
 
 
 def _atomic_save_pretrained(obj, path: Path) -> None:

@@ -1,7 +1,15 @@
-"""Training loop and samplers on real mel spectrograms: learning, resume, NaN guard, shared betas."""
+"""Training loop and samplers on real mel spectrograms: learning, resume, NaN guard, shared betas,
+several processes (DDP on CPU through ``accelerate launch``)."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +19,7 @@ from musicdiff.features.mel import MelConfig, MelTransform
 from musicdiff.models.mel import build_mel_unet
 from musicdiff.sampling import generate
 from musicdiff.schedulers import build_noise_scheduler, build_sampler
-from musicdiff.training import latest_checkpoint, train_diffusion
+from musicdiff.training import draw_batch, latest_checkpoint, train_diffusion
 
 TINY = dict(block_out_channels=[8, 16], down_block_types=["DownBlock2D", "AttnDownBlock2D"],
             up_block_types=["AttnUpBlock2D", "UpBlock2D"], layers_per_block=1, norm_num_groups=4,
@@ -120,3 +128,129 @@ def test_ddpm_and_ddim_share_betas_and_generate_reproducibly():
 def test_resolution_must_fit_the_unet():
     with pytest.raises(ValueError, match="divisible"):
         build_mel_unet(TINY, n_mels=15, frames=32)
+
+
+def _draw_before_ddp(generator_seed, data, batch_size, num_timesteps):
+    """The draw of one step as train_diffusion made it before it supported several processes."""
+    generator = torch.Generator().manual_seed(generator_seed)
+    index = torch.randint(0, len(data), (batch_size,), generator=generator)
+    x0 = data[index].float()
+    noise = torch.randn(x0.shape, generator=generator)
+    timesteps = torch.randint(0, num_timesteps, (batch_size,), generator=generator)
+    return index, noise, timesteps
+
+
+def test_one_process_draws_and_trains_exactly_as_before(mels, tmp_path):
+    scheduler = build_noise_scheduler(SCHEDULE)
+    shape = tuple(mels.shape[1:])
+    for step in range(6):
+        old = _draw_before_ddp(step, mels, 4, 100)
+        for new, before in zip(draw_batch(step, len(mels), shape, 4, 100), old):
+            assert torch.equal(new, before)
+        # two processes split the draw of one process with the global batch
+        ranks = [draw_batch(step, len(mels), shape, 4, 100, num_processes=2, rank=r) for r in (0, 1)]
+        for part, whole in zip(zip(*ranks), draw_batch(step, len(mels), shape, 8, 100)):
+            assert torch.equal(torch.cat(part), whole)
+        assert not torch.equal(ranks[0][1], ranks[1][1])  # the ranks never share noise
+
+    torch.manual_seed(0)
+    model = build_mel_unet(TINY, 16, 32)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train_diffusion(model, scheduler, mels, _config(max_steps=2, checkpoint_steps=[]), tmp_path)
+    assert result.num_processes == 1 and len(result.losses) == 2
+    # the first loss is the one of the old draw on the initial weights, to the last bit
+    fresh = build_mel_unet(TINY, 16, 32)
+    fresh.load_state_dict(init)
+    index, noise, timesteps = _draw_before_ddp(0, mels, 4, 100)
+    x0 = mels[index].float()
+    with torch.no_grad():
+        prediction = fresh(scheduler.add_noise(x0, noise, timesteps), timesteps).sample
+    assert torch.nn.functional.mse_loss(prediction.float(), noise).item() == result.losses[0]
+
+
+DDP_SCRIPT = """
+    import json
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    import musicdiff
+    from musicdiff import training
+    from musicdiff.models.mel import build_mel_unet
+    from musicdiff.schedulers import build_noise_scheduler
+
+    work = Path(sys.argv[1])
+    args = json.loads((work / "args.json").read_text())
+    draws, logged = [], []
+    real_draw = training.draw_batch
+
+    def recording_draw(*a, **k):
+        drawn = real_draw(*a, **k)
+        draws.append(drawn[0].tolist())
+        return drawn
+
+    training.draw_batch = recording_draw
+    torch.manual_seed(0)
+    model = build_mel_unet(args["model"], 16, 32)
+    result = training.train_diffusion(
+        model, build_noise_scheduler(args["schedule"]), torch.load(work / "mels.pt"), args["config"],
+        work / "out", log_metrics=lambda metrics, step: logged.append(step))
+    from accelerate import PartialState
+
+    rank = PartialState().process_index
+    (work / f"rank_{rank}.json").write_text(json.dumps({
+        "num_processes": result.num_processes, "draws": draws, "losses": result.losses, "logged": logged,
+        "musicdiff": musicdiff.__file__}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_train_on_disjoint_slices_of_one_global_batch(mels, tmp_path):
+    """``accelerate launch`` with two CPU processes (gloo). ``accelerate launch --cpu --num_processes 2``
+    starts a single process in accelerate 1.15 (its simple launcher expects ``mpirun`` for several
+    CPU processes), so the test launches through torchrun (``--multi_gpu``) with
+    ``ACCELERATE_USE_CPU=true``, which gives ``DistributedType.MULTI_CPU`` on the gloo backend."""
+    repo = Path(__file__).resolve().parents[1]
+    config = _config(max_steps=6, checkpoint_steps=[3])
+    (tmp_path / "args.json").write_text(json.dumps({"model": TINY, "schedule": SCHEDULE, "config": config}))
+    torch.save(mels, tmp_path / "mels.pt")
+    script = tmp_path / "train_ddp.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+           "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    launched = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "--main_process_port", str(_free_port()), str(script), str(tmp_path)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert launched.returncode == 0, launched.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank_{r}.json").read_text()) for r in (0, 1)]
+    assert all(Path(r["musicdiff"]).resolve().is_relative_to(repo) for r in ranks)  # this checkout's code
+    assert [r["num_processes"] for r in ranks] == [2, 2]
+    # each step: the two ranks took the two halves of the global batch drawn from seed + step
+    for step in range(6):
+        whole = draw_batch(step, len(mels), tuple(mels.shape[1:]), 8, 100)[0].tolist()
+        assert ranks[0]["draws"][step] + ranks[1]["draws"][step] == whole
+    assert ranks[0]["draws"][0] != ranks[1]["draws"][0]
+    # the loss is that of the global batch on every rank; only the main process logs it
+    assert ranks[0]["losses"] == ranks[1]["losses"]
+    assert ranks[0]["logged"] == [1, 2, 3, 4, 5, 6] and ranks[1]["logged"] == []
+    out = tmp_path / "out"
+    assert (out / "unet" / "config.json").exists() and (out / "unet_ema" / "config.json").exists()
+    for step in (3, 6):
+        checkpoint = out / "checkpoints" / f"step_{step}"
+        assert (checkpoint / "COMPLETE").read_text() == str(step)
+        assert (checkpoint / "random_states_0.pkl").exists() and (checkpoint / "random_states_1.pkl").exists()
+    assert not list((out / "checkpoints").glob(".tmp_*"))
+    # DDP averages the gradients of the halves: the run trains like one process on the global batch
+    torch.manual_seed(0)
+    single = train_diffusion(build_mel_unet(TINY, 16, 32), build_noise_scheduler(SCHEDULE), mels,
+                             _config(max_steps=6, batch_size=8, checkpoint_steps=[]), tmp_path / "single")
+    assert single.num_processes == 1
+    assert ranks[0]["losses"] == pytest.approx(single.losses, rel=1e-5)
