@@ -7,8 +7,10 @@ variants, a copy of the ``vae/`` the latents came from, so the folder alone can 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 
 import torch
@@ -24,6 +26,15 @@ from musicdiff.training import train_diffusion
 from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, variant_settings
 
 
+class _Untracked:
+    """Stands in for the MLflow run on processes other than rank 0."""
+
+    def log_params(self, *args, **kwargs) -> None:
+        pass
+
+    log_metrics = set_tags = log_params
+
+
 def main() -> None:
     args = parser(__doc__, "--variant").parse_args()
     params = load_params()
@@ -32,8 +43,11 @@ def main() -> None:
     features = data_dir / "train.safetensors"
     out_dir = ROOT / "data" / "models" / args.variant
     torch.manual_seed(train["seed"])
-    with stage_run("train", args.variant, record_path("train", args.variant),
-                   tags={"variant": args.variant, "family": variant["family"]}, data_paths=[features]) as run:
+    # Under `accelerate launch` (params `launcher`) every process trains; only rank 0 tracks and writes.
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    tracked = stage_run("train", args.variant, record_path("train", args.variant),
+                        tags={"variant": args.variant, "family": variant["family"]}, data_paths=[features])
+    with tracked if main_process else contextlib.nullcontext(_Untracked()) as run:
         representation = Representation.load(data_dir)
         data = load_file(str(features))["x"]
         model = build_denoiser(variant["family"], variant["model"], tuple(data.shape[1:]),
@@ -48,6 +62,8 @@ def main() -> None:
             sort_keys=True).encode()).hexdigest()
         result = train_diffusion(model, scheduler, data, train, out_dir, log_metrics=run.log_metrics,
                                  resume_key=resume_key)
+        if not main_process:
+            return
         representation.save(out_dir)
         if (data_dir / "vae").exists():
             with atomic_dir(out_dir / "vae") as tmp:
