@@ -22,6 +22,23 @@ def _report(args) -> int:
     return 0
 
 
+def _profile(args) -> int:
+    from musicdiff.profiles import apply_profile, write_profile
+
+    profile = Path(args.profiles) / f"{args.name}.yaml"
+    if not profile.exists():
+        known = sorted(p.stem for p in Path(args.profiles).glob("*.yaml"))
+        print(f"error: no profile {args.name!r} in {args.profiles} (known: {known})", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(apply_profile(Path(args.params), profile), end="")
+        return 0
+    write_profile(Path(args.params), profile)
+    print(f"{args.params}: profile {args.name!r} applied from {profile}; `dvc repro` runs it, "
+          f"`git checkout {args.params}` goes back")
+    return 0
+
+
 def _relog(args) -> int:
     from musicdiff.tracking import relog_records
 
@@ -61,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", default="params.yaml",
                    help="params file whose reference_sets and samplers give the column order (default: params.yaml)")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("profile", help="switch params.yaml to a profile (e.g. 'paper': the study's sizes)")
+    p.add_argument("name", help="profile name: a file <name>.yaml in --profiles")
+    p.add_argument("--params", default="params.yaml", help="params file to rewrite (default: params.yaml)")
+    p.add_argument("--profiles", default="pipelines/profiles", help="folder of profiles (default: pipelines/profiles)")
+    p.add_argument("--dry-run", action="store_true", help="print the resulting params instead of writing them")
+    p.set_defaults(func=_profile)
 
     p = sub.add_parser("relog", help="log the JSON records again into an MLflow store that lacks their runs")
     p.add_argument("metrics", nargs="?", default="metrics", help="folder of stage JSON records")

@@ -6,6 +6,8 @@ Paper-size models are only ever built on the meta device (no memory, no compute)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,8 @@ from musicdiff.features.mel import MelConfig, MelTransform
 from musicdiff.models.dit import build_dit
 from musicdiff.models.latent import (build_latent_unet, build_vae, decode_latents, encode_latents, latent_scale,
                                      train_vae)
-from musicdiff.models.registry import CPU_CONFIGS, PAPER_CONFIGS, VARIANTS, build_model, count_parameters
+from musicdiff.models.registry import (CPU_CONFIGS, PAPER_CONFIGS, VARIANTS, build_denoiser, build_model,
+                                       count_parameters)
 from musicdiff.models.waveform import build_waveform_unet, waveform_downsampling
 from musicdiff.sampling import generate
 from musicdiff.schedulers import build_noise_scheduler, build_sampler
@@ -101,6 +104,47 @@ def test_paper_size_models_match_the_published_parameter_counts(variant):
 def test_cpu_size_models_have_the_design_sizes(variant):
     model = build_model(variant, CPU_CONFIGS[variant], CPU_RESOLUTIONS[variant])
     assert count_parameters(model) == pytest.approx(CPU_PARAMETERS[variant], rel=0.02)
+
+
+def _paper_profile() -> dict:
+    from musicdiff.profiles import load_profile
+
+    root = Path(__file__).resolve().parent.parent
+    return load_profile(root / "params.yaml", root / "pipelines" / "profiles" / "paper.yaml")
+
+
+# The study's table (seed 002) and seed 003: mel and latent UNets 113.67 M, VAE 83.61 M (research
+# note A1), waveform "64 M" (63.63 M measured for the Dance Diffusion layout), DiT "5,388,802".
+STUDY_PARAMETERS = {"mel": 113.67e6, "latent": 113.67e6, "waveform": 64e6, "dit": 5_388_802}
+
+
+def test_the_paper_profile_builds_every_study_variant_at_its_published_size():
+    params = _paper_profile()
+    variants = params["variants"]
+    resolutions = sorted(tuple(f["resolution"]) for f in params["features"].values() if f["kind"] == "mel")
+    assert {(64, 64), (256, 256), (512, 32), (512, 64), (512, 128), (1024, 128)} <= set(resolutions)
+    assert sorted(v["family"] for v in variants.values()).count("mel") == 6
+    for name, variant in variants.items():
+        source = params["features"].get(variant["data"].split("/", 1)[1])
+        if variant["family"] == "latent":
+            vae_spec = params["autoencoders"][variant["data"].split("/", 1)[1]]
+            frames, mels = params["features"][vae_spec["features"]]["resolution"]
+            factor = 2 ** (len(vae_spec["model"]["block_out_channels"]) - 1)
+            shape = (1, mels // factor, frames // factor)
+            with torch.device("meta"):
+                vae = build_model("vae", vae_spec["model"], (frames, mels))
+            assert count_parameters(vae) == pytest.approx(83.61e6, rel=0.02)
+            assert shape == (1, 32, 32)
+        elif variant["family"] == "waveform":
+            shape = (1, source["samples"])
+        else:
+            frames, mels = source["resolution"]
+            shape = (1, mels, frames)
+        with torch.device("meta"):
+            model = build_denoiser(variant["family"], variant["model"], shape)
+        assert count_parameters(model) == pytest.approx(STUDY_PARAMETERS[variant["family"]], rel=0.02), name
+    assert params["samplers"]["ddpm"]["num_inference_steps"] == 1000
+    assert {s["num_inference_steps"] for s in params["samplers"].values()} == {1000, 50, 100, 20}
 
 
 def test_paper_size_models_keep_their_shapes_on_the_meta_device():
