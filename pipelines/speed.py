@@ -1,4 +1,4 @@
-"""Stage speed@<variant>: time every sampler of params.yaml on a trained variant (median of >= 3 runs)."""
+"""Stage speed@<variant>: time every sampler of params.yaml on a trained variant (median of >= 3 interleaved runs)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from diffusers import DDPMScheduler
 from musicdiff.models.registry import load_denoiser
 from musicdiff.representation import Decoder, Representation
 from musicdiff.schedulers import build_sampler
-from musicdiff.speed import time_inference
+from musicdiff.speed import time_samplers
 from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, load_params, parser, record_path
@@ -32,16 +32,16 @@ def main() -> None:
         noise_scheduler = DDPMScheduler.from_pretrained(model_dir / "scheduler")
         metrics = {"threads": torch.get_num_threads(), "clip_seconds": representation.clip_seconds,
                    "batch_size": settings["batch_size"], "repeats": settings["repeats"]}
-        for name, cfg in params["samplers"].items():
-            result = time_inference(model, build_sampler(cfg["scheduler"], noise_scheduler), decoder,
-                                    representation.shape, cfg["num_inference_steps"], representation.sample_rate,
-                                    batch_size=settings["batch_size"], warmup=settings["warmup"],
-                                    repeats=settings["repeats"], seed=settings["seed"], device=device,
-                                    eta=cfg.get("eta", 0.0))
+        samplers = {name: (build_sampler(cfg["scheduler"], noise_scheduler), cfg["num_inference_steps"],
+                           cfg.get("eta", 0.0)) for name, cfg in params["samplers"].items()}
+        results = time_samplers(model, samplers, decoder, representation.shape, representation.sample_rate,
+                                batch_size=settings["batch_size"], warmup=settings["warmup"],
+                                repeats=settings["repeats"], seed=settings["seed"], device=device)
+        for name, result in results.items():
             metrics.update({f"{name}/denoise_s_per_audio_s": result.denoise_rtf,
                             f"{name}/decode_s_per_audio_s": result.decode_rtf,
                             f"{name}/s_per_step": result.seconds_per_step,
-                            f"{name}/num_inference_steps": cfg["num_inference_steps"]})
+                            f"{name}/num_inference_steps": result.num_inference_steps})
             for i, (den, dec) in enumerate(zip(result.denoise_seconds, result.decode_seconds)):
                 run.log_metrics({f"{name}/run_denoise_seconds": den, f"{name}/run_decode_seconds": dec}, step=i)
         run.log_metrics(metrics)
