@@ -119,7 +119,7 @@ def speed_markdown(frame: pd.DataFrame) -> str:
             "for each sampler, denoising and decoding (Griffin-Lim, VAE + Griffin-Lim, or none for waveforms) "
             "apart: the median of the timed runs after a warm-up, generating `Inference batch` clips at a "
             "time. Training time per step is the median over the training steps after the first.\n\n"
-            f"{frame.to_markdown(index=False, missingval='')}\n")
+            f"{frame.astype(object).where(frame.notna(), None).to_markdown(index=False, missingval='')}\n")
 
 
 def write_text(path: Path, text: str) -> None:
