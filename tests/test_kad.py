@@ -1,0 +1,100 @@
+"""KAD and FAD-inf on real embeddings (log-mel statistics of the clips fadtk ships): closed forms,
+the null test (two halves of one set), graded added noise, and the frozen bandwidth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from musicdiff.metrics.fad import fad_score
+from musicdiff.metrics.kad import fad_inf, kad_score, kernel_distance, median_bandwidth
+
+
+@pytest.fixture(scope="module")
+def audio(fadtk_clips):
+    from musicdiff.data.audio import load_audio
+
+    return [load_audio(p, 16000) for p in fadtk_clips]
+
+
+@pytest.fixture(scope="module")
+def embed():
+    from musicdiff.metrics.embeddings import LogMelStats
+
+    return LogMelStats().embed
+
+
+@pytest.fixture(scope="module")
+def halves(audio, embed):
+    clips = [embed(a) for a in audio]
+    return np.concatenate(clips[::2]), clips[1::2]
+
+
+def test_kad_is_zero_in_expectation_for_one_distribution_and_matches_the_closed_form():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 4)), rng.normal(size=(300, 4))
+    assert abs(kernel_distance(x, y, 2.0)) < 0.5  # unbiased: scatter around 0
+    # Two points per side, 1-d: every kernel term by hand.
+    r, e, s = np.array([[0.0], [1.0]]), np.array([[3.0], [5.0]]), 1.5
+    k = lambda a, b: np.exp(-((a - b) ** 2) / (2 * s**2))  # noqa: E731
+    by_hand = k(0, 1) + k(3, 5) - 2 * np.mean([k(0, 3), k(0, 5), k(1, 3), k(1, 5)])
+    assert kernel_distance(r, e, s) == pytest.approx(100 * by_hand, rel=1e-12)
+
+
+def test_bandwidth_is_frozen_from_the_reference(halves):
+    ref, clips = halves
+    sigma = median_bandwidth(ref)
+    far = [c + 50.0 for c in clips]
+    assert kad_score(ref, clips).bandwidth == kad_score(ref, far).bandwidth == sigma
+    with pytest.raises(ValueError, match="bandwidth"):
+        median_bandwidth(np.ones((10, 3)))
+
+
+def test_null_two_halves_of_one_set_give_kad_and_fad_inf_near_zero_within_their_ci(halves):
+    ref, clips = halves
+    kad = kad_score(ref, clips)
+    assert kad.ci_low <= 0.0 <= kad.ci_high
+    inf = fad_inf(ref, clips, repeats=5, seed=0)
+    assert inf.ci_low <= 0.0 <= inf.ci_high
+    plain = fad_score(ref, clips, n_bootstrap=0).fad
+    assert inf.fad_inf < plain / 2  # plain FAD of 11 clips is mostly small-sample bias
+    assert inf.slope > 0 and inf.r2 > 0.8
+
+
+def test_jackknife_interval_equals_the_brute_force_one(halves):
+    ref, clips = halves
+    result = kad_score(ref, clips)
+    leave_out = np.array([kernel_distance(ref, np.concatenate(clips[:c] + clips[c + 1:]), result.bandwidth)
+                          for c in range(len(clips))])
+    n = len(clips)
+    se = np.sqrt((n - 1) / n * ((leave_out - leave_out.mean()) ** 2).sum())
+    assert result.ci_high - result.kad == pytest.approx(norm.ppf(0.975) * se, rel=1e-9)
+
+
+def test_kad_fad_and_fad_inf_rise_monotonically_with_added_noise(audio, embed, halves):
+    ref, _ = halves
+    rng = np.random.default_rng(0)
+    kad, fad, inf = [], [], []
+    for snr_db in (30, 20, 10, 0):
+        noisy = []
+        for x in audio[1::2]:
+            noise = rng.normal(size=x.shape).astype(np.float32) * np.sqrt(np.mean(x**2) / 10 ** (snr_db / 10))
+            noisy.append(embed(np.clip(x + noise, -1.0, 1.0)))
+        kad.append(kad_score(ref, noisy).kad)
+        fad.append(fad_score(ref, noisy, n_bootstrap=0).fad)
+        inf.append(fad_inf(ref, noisy, seed=0).fad_inf)
+    for series in (kad, fad, inf):
+        assert all(a < b for a, b in zip(series, series[1:])), series
+    assert kad_score(ref, [embed(a) for a in audio[1::2]]).ci_high < kad[0]  # 30 dB SNR already separates
+
+
+def test_fad_inf_draws_clips_without_replacement_and_checks_sizes(halves):
+    ref, clips = halves
+    result = fad_inf(ref, clips, sizes=[4, 8, 11], repeats=2, seed=3)
+    assert result.n_clips == [4, 8, 11] and len(result.fad) == 3
+    assert result == fad_inf(ref, clips, sizes=[4, 8, 11], repeats=2, seed=3)  # seeded
+    with pytest.raises(ValueError, match="subset sizes"):
+        fad_inf(ref, clips, sizes=[4, 12])
+    with pytest.raises(ValueError, match="2 distinct"):
+        fad_inf(ref, clips, sizes=[5, 5])
