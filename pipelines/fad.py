@@ -1,14 +1,15 @@
 """Stage fad@<variant>-<sampler>: FAD of one generated set against every reference set.
 
 One MLflow run per evaluation set; its metrics are ``<reference>/<name>`` (fad, mean_term,
-trace_term, ci_low, ci_high, n_ref, n_ref_clips, ...), so the MLflow UI shows one column per
-reference set.
+trace_term, ci_low, ci_high, n_ref, n_ref_clips, kad with its CI and bandwidth, fad_inf with its CI,
+slope and R^2), so the MLflow UI shows one column per reference set.
 """
 
 from __future__ import annotations
 
 from musicdiff.metrics.embeddings import EmbeddedSet
 from musicdiff.metrics.fad import fad_score
+from musicdiff.metrics.kad import fad_inf, kad_score
 from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, load_params, parser, record_path
@@ -39,7 +40,13 @@ def main() -> None:
                                  "or settings")
             result = fad_score(reference.frames, evaluation.clips, n_bootstrap=settings["n_bootstrap"],
                                seed=settings["seed"], ci=settings["ci"])
-            metrics.update({f"{name}/{k}": v for k, v in {**result.to_dict(), "n_ref_clips": len(reference.clips)}.items()})
+            kad = kad_score(reference.frames, evaluation.clips, ci=settings["ci"])
+            inf = fad_inf(reference.frames, evaluation.clips, repeats=settings["fad_inf_repeats"], seed=settings["seed"])
+            values = {**result.to_dict(), "n_ref_clips": len(reference.clips),
+                      "kad": kad.kad, "kad_ci_low": kad.ci_low, "kad_ci_high": kad.ci_high, "kad_bandwidth": kad.bandwidth,
+                      "fad_inf": inf.fad_inf, "fad_inf_ci_low": inf.ci_low, "fad_inf_ci_high": inf.ci_high,
+                      "fad_inf_slope": inf.slope, "fad_inf_r2": inf.r2}
+            metrics.update({f"{name}/{k}": v for k, v in values.items()})
         run.log_metrics(metrics)
 
 

@@ -97,6 +97,7 @@ def test_repro_writes_a_fad_table_with_every_reference_set(workspace):
         assert reference in table
     rows = (root / "reports" / "tables" / "fad.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 * 2 * 4  # header + 4 variants x 2 samplers x 4 reference sets
+    assert "### KAD" in table and "### FAD-inf" in table
 
 
 def test_speed_table_has_every_variant_and_sampler(workspace):
@@ -154,6 +155,8 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     fad_run = next(r for r in runs if r.info.run_name == "fad@musicnn-latent-32x32-ddim2")
     assert fad_run.data.tags["sampler"] == "ddim2" and fad_run.data.tags["variant"] == "latent-32x32"
     assert fad_run.data.metrics["drums/n_eval_clips"] == 4 and fad_run.data.metrics["drums/fad"] > 0
+    for key in ("kad", "kad_ci_low", "kad_bandwidth", "fad_inf", "fad_inf_r2"):
+        assert f"heldout/{key}" in fad_run.data.metrics
     assert "version.torch" in fad_run.data.tags and "git_commit" in fad_run.data.tags
     train_run = next(r for r in runs if r.info.run_name == "train@mel-32x32")
     assert len(client.get_metric_history(train_run.info.run_id, "loss")) == 3
