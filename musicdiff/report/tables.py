@@ -32,12 +32,13 @@ def fad_frame(runs: list[dict]) -> pd.DataFrame:
                 "trace_term": r["trace_term"], "n_eval_clips": int(r["n_eval_clips"]), "n_eval": int(r["n_eval"]),
                 "n_ref_clips": int(r.get("n_ref_clips", 0)), "n_ref": int(r["n_ref"]),
                 "kad": r.get("kad"), "kad_ci_low": r.get("kad_ci_low"), "kad_ci_high": r.get("kad_ci_high"),
+                "kad_bandwidth": r.get("kad_bandwidth"),
                 "fad_inf": r.get("fad_inf"), "fad_inf_ci_low": r.get("fad_inf_ci_low"),
                 "fad_inf_ci_high": r.get("fad_inf_ci_high"),
             })
     columns = ["embedding", "evaluation", "variant", "sampler", "reference", "fad", "ci_low", "ci_high",
                "mean_term", "trace_term", "n_eval_clips", "n_eval", "n_ref_clips", "n_ref",
-               "kad", "kad_ci_low", "kad_ci_high", "fad_inf", "fad_inf_ci_low", "fad_inf_ci_high"]
+               "kad", "kad_ci_low", "kad_ci_high", "kad_bandwidth", "fad_inf", "fad_inf_ci_low", "fad_inf_ci_high"]
     return pd.DataFrame(rows, columns=columns).sort_values(["embedding", "evaluation", "reference"],
                                                             ignore_index=True)
 
@@ -50,8 +51,9 @@ METRICS = {
                 "FAD-inf: intercept of FAD against 1/n over clip subsets drawn without replacement, with the 95% "
                 "t interval of the fit"),
     "kad": ("kad", ("kad_ci_low", "kad_ci_high"),
-            "KAD (x100, Gaussian kernel, bandwidth frozen from the reference set) with the 95% jackknife CI "
-            "over evaluation clips"),
+            "KAD (x100, Gaussian kernel, bandwidth frozen from each reference set) with the 95% jackknife CI "
+            "over evaluation clips. Each reference set has its own bandwidth, so compare KAD down a column "
+            "(between models), not across columns"),
 }
 
 
