@@ -38,9 +38,9 @@ def build_reports(metrics_dir: Path, reports_dir: Path, reference_order: list[st
 
 
 DESCRIPTIONS = {
-    "fad.md": "FAD of each model x sampler (rows) against each reference set (columns), with the "
-              "95% bootstrap CI over evaluation clips and the number of clips and embedding frames.",
-    "fad.csv": "The same FAD results in long form, with the mean and trace terms of each score.",
+    "fad.md": "FAD, FAD-inf and KAD of each model x sampler (rows) against each reference set (columns), "
+              "each with its 95% CI and the number of clips and embedding frames.",
+    "fad.csv": "The same results in long form, with the mean and trace terms of each FAD and the KAD bandwidth.",
     "speed.md": "The study's speed table: parameters, size, clip length, training time per step and, for "
                 "each sampler, seconds per second of generated audio (denoising and decoding apart, median "
                 "of timed runs), with device and threads.",
