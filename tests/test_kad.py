@@ -65,6 +65,7 @@ def test_null_two_halves_of_one_set_give_kad_and_fad_inf_near_zero_within_their_
 def test_jackknife_interval_equals_the_brute_force_one(halves):
     ref, clips = halves
     result = kad_score(ref, clips)
+    assert result.kad == pytest.approx(kernel_distance(ref, np.concatenate(clips), result.bandwidth), rel=1e-12)
     leave_out = np.array([kernel_distance(ref, np.concatenate(clips[:c] + clips[c + 1:]), result.bandwidth)
                           for c in range(len(clips))])
     n = len(clips)

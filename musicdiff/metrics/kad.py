@@ -62,6 +62,22 @@ def median_bandwidth(reference: np.ndarray, max_frames: int = 4000, seed: int = 
     return sigma
 
 
+def _checked(reference: np.ndarray, evaluation: np.ndarray, bandwidth: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Validated float64 frames of both sets and the kernel's ``gamma = 1 / (2 bandwidth^2)``."""
+    r, e = _frames(reference, "reference"), _frames(evaluation, "evaluation")
+    if r.shape[1] != e.shape[1]:
+        raise ValueError(f"dimension mismatch: {r.shape[1]} vs {e.shape[1]}")
+    if not bandwidth > 0.0:
+        raise ValueError(f"bandwidth must be positive, got {bandwidth}")
+    return r, e, 1.0 / (2.0 * bandwidth**2)
+
+
+def _reference_term(r: np.ndarray, gamma: float) -> float:
+    """Mean kernel value over distinct pairs of reference frames."""
+    k_rr = np.exp(-gamma * _squared_distances(r, r))
+    return float((k_rr.sum() - np.trace(k_rr)) / (len(r) * (len(r) - 1)))
+
+
 def kernel_distance(reference: np.ndarray, evaluation: np.ndarray, bandwidth: float) -> float:
     """KAD: ``KAD_SCALE`` x the unbiased MMD^2 between reference (m, dim) and evaluation (n, dim)
     frames under a Gaussian kernel of width ``bandwidth`` (Gretton et al. 2012, eq. 3).
@@ -69,18 +85,11 @@ def kernel_distance(reference: np.ndarray, evaluation: np.ndarray, bandwidth: fl
     Raises ``ValueError`` for fewer than 2 frames on either side, non-finite values, mismatched
     dimensions or a non-positive bandwidth.
     """
-    r, e = _frames(reference, "reference"), _frames(evaluation, "evaluation")
-    if r.shape[1] != e.shape[1]:
-        raise ValueError(f"dimension mismatch: {r.shape[1]} vs {e.shape[1]}")
-    if not bandwidth > 0.0:
-        raise ValueError(f"bandwidth must be positive, got {bandwidth}")
-    gamma = 1.0 / (2.0 * bandwidth**2)
-    m, n = len(r), len(e)
-    k_rr = np.exp(-gamma * _squared_distances(r, r))
+    r, e, gamma = _checked(reference, evaluation, bandwidth)
+    n = len(e)
     k_ee = np.exp(-gamma * _squared_distances(e, e))
     k_re = np.exp(-gamma * _squared_distances(r, e))
-    mmd = ((k_rr.sum() - np.trace(k_rr)) / (m * (m - 1)) + (k_ee.sum() - np.trace(k_ee)) / (n * (n - 1))
-           - 2.0 * k_re.mean())
+    mmd = _reference_term(r, gamma) + (k_ee.sum() - np.trace(k_ee)) / (n * (n - 1)) - 2.0 * k_re.mean()
     return KAD_SCALE * float(mmd)
 
 
@@ -108,9 +117,10 @@ def kad_score(reference: np.ndarray, eval_clips: list[np.ndarray], bandwidth: fl
     The CI is a normal interval from the delete-one-clip jackknife standard error (Efron & Stein
     1981): a clip-level percentile bootstrap would resample clips *with* replacement, and the
     duplicated frames (kernel value 1 with themselves) bias the unbiased MMD^2 upwards, so the
-    bootstrap interval can miss the estimate itself. With one clip there is no interval (NaN).
+    bootstrap interval can miss the estimate itself. With fewer than 3 clips there is no interval (NaN).
 
-    Raises ``ValueError`` for no clips or fewer than 2 frames on either side.
+    Raises ``ValueError`` for no clips, fewer than 2 frames on either side, non-finite values or
+    mismatched dimensions.
     """
     from scipy.stats import norm
 
@@ -118,27 +128,26 @@ def kad_score(reference: np.ndarray, eval_clips: list[np.ndarray], bandwidth: fl
         raise ValueError("no evaluation clips")
     ref = _frames(reference, "reference")
     sigma = median_bandwidth(ref) if bandwidth is None else float(bandwidth)
-    frames = _frames(np.concatenate(eval_clips), "evaluation")
-    value = kernel_distance(ref, frames, sigma)
+    ref, frames, gamma = _checked(ref, np.concatenate(eval_clips), sigma)
+    # Kernel sums per clip, computed once: the estimate and every leave-one-clip-out value follow.
+    n_clips, m = len(eval_clips), len(ref)
+    rr = _reference_term(ref, gamma)
+    clip_of = np.repeat(np.arange(n_clips), [len(c) for c in eval_clips])
+    k_ee = np.exp(-gamma * _squared_distances(frames, frames))
+    np.fill_diagonal(k_ee, 0.0)
+    block = np.zeros((n_clips, n_clips))  # sums of k(e_a, e_b) over the frames of clip pairs
+    np.add.at(block, (clip_of[:, None], clip_of[None, :]), k_ee)
+    re = np.bincount(clip_of, weights=np.exp(-gamma * _squared_distances(ref, frames)).sum(0), minlength=n_clips)
+    sizes = np.bincount(clip_of, minlength=n_clips).astype(np.float64)
+    total_ee, total_re, total_n = block.sum(), re.sum(), sizes.sum()
+    value = KAD_SCALE * float(rr + total_ee / (total_n * (total_n - 1)) - 2.0 * total_re / (m * total_n))
     low = high = float("nan")
-    n_clips = len(eval_clips)
     if n_clips > 2:
-        gamma = 1.0 / (2.0 * sigma**2)
-        k_rr = np.exp(-gamma * _squared_distances(ref, ref))
-        rr = (k_rr.sum() - np.trace(k_rr)) / (len(ref) * (len(ref) - 1))
-        clip_of = np.repeat(np.arange(n_clips), [len(c) for c in eval_clips])
-        k_ee = np.exp(-gamma * _squared_distances(frames, frames))
-        np.fill_diagonal(k_ee, 0.0)
-        block = np.zeros((n_clips, n_clips))  # sums of k(e_a, e_b) over the frames of clip pairs
-        np.add.at(block, (clip_of[:, None], clip_of[None, :]), k_ee)
-        re = np.bincount(clip_of, weights=np.exp(-gamma * _squared_distances(ref, frames)).sum(0), minlength=n_clips)
-        sizes = np.bincount(clip_of, minlength=n_clips).astype(np.float64)
-        total_ee, total_re, total_n = block.sum(), re.sum(), sizes.sum()
         leave_out = []
         for c in range(n_clips):  # KAD without clip c, from the block sums
             n = total_n - sizes[c]
             ee = (total_ee - 2.0 * block[c].sum() + block[c, c]) / (n * (n - 1))
-            leave_out.append(KAD_SCALE * float(rr + ee - 2.0 * (total_re - re[c]) / (len(ref) * n)))
+            leave_out.append(KAD_SCALE * float(rr + ee - 2.0 * (total_re - re[c]) / (m * n)))
         leave_out = np.asarray(leave_out)
         se = float(np.sqrt((n_clips - 1) / n_clips * ((leave_out - leave_out.mean()) ** 2).sum()))
         half = float(norm.ppf(0.5 + ci / 2.0)) * se
