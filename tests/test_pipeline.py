@@ -183,3 +183,20 @@ def test_report_on_a_store_without_the_runs_names_the_fix_and_relog_repairs_it(w
     subprocess.run([sys.executable, "-m", "musicdiff.cli", "report", "--out", str(tmp_path / "r")],
                    cwd=root, env=empty, check=True)
     assert (tmp_path / "r" / "tables" / "fad.csv").read_text() == (root / "reports" / "tables" / "fad.csv").read_text()
+
+
+def test_report_stage_relogs_records_of_stages_dvc_skipped_into_a_fresh_store(workspace, tmp_path):
+    # A fresh clone: DVC skips stages whose committed outputs still match, so their runs are not in
+    # the new store; the report stage must log them from the records instead of failing.
+    root, env = workspace
+    fresh = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    before = (root / "reports" / "tables" / "fad.csv").read_text()
+    done = subprocess.run([sys.executable, "-m", "pipelines.report"], cwd=root, env=fresh,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    n_records = len(list((root / "metrics").rglob("*.json")))
+    assert f"re-logged {n_records} of {n_records} records" in done.stdout
+    assert (root / "reports" / "tables" / "fad.csv").read_text() == before
+    again = subprocess.run([sys.executable, "-m", "pipelines.report"], cwd=root, env=fresh,
+                           capture_output=True, text=True, check=True)
+    assert "re-logged" not in again.stdout
