@@ -8,16 +8,14 @@ from pathlib import Path
 
 
 def _report(args) -> int:
-    from musicdiff.report import build_reports
+    from musicdiff.report import build_reports, report_orders
 
-    reference_order = sampler_order = None
+    orders = {}
     if Path(args.params).exists():  # column orders as listed in params.yaml, like the DVC report stage
         import yaml
 
-        params = yaml.safe_load(Path(args.params).read_text()) or {}
-        reference_order = list(params.get("reference_sets", {})) or None
-        sampler_order = list(params.get("samplers", {})) or None
-    for path in build_reports(Path(args.metrics), Path(args.out), reference_order, sampler_order):
+        orders = report_orders(yaml.safe_load(Path(args.params).read_text()) or {})
+    for path in build_reports(Path(args.metrics), Path(args.out), **orders):
         print(f"wrote {path}")
     return 0
 

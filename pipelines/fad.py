@@ -1,8 +1,12 @@
-"""Stage fad@<variant>-<sampler>: FAD of one generated set against every reference set.
+"""Stage fad@<embedding>-<variant>-<sampler>: FAD of one generated set against every reference set.
 
-One MLflow run per evaluation set; its metrics are ``<reference>/<name>`` (fad, mean_term,
-trace_term, ci_low, ci_high, n_ref, n_ref_clips, kad with its CI and bandwidth, fad_inf with its CI,
-slope and R^2), so the MLflow UI shows one column per reference set.
+One MLflow run per embedding and evaluation set; its metrics are ``<reference>/<name>`` (fad,
+mean_term, trace_term, ci_low, ci_high, n_ref, n_ref_clips, kad with its CI and bandwidth, fad_inf
+with its CI, slope and R^2), so the MLflow UI shows one column per reference set. Reference sets
+are the audio sets of ``reference_sets`` and the shipped statistics of ``reference_stats`` (e.g.
+FMA-Pop from fadtk) for the embeddings they cover; against statistics only FAD and its bootstrap
+CI over evaluation clips exist (no KAD or FAD-inf without reference clips). When the embedding was
+skipped (weights missing) the run records the skip and no metrics.
 """
 
 from __future__ import annotations
@@ -15,23 +19,41 @@ from musicdiff.tracking import stage_run
 from pipelines.common import ROOT, load_params, parser, record_path
 
 
+def reference_statistics(params: dict, embedding: str) -> dict:
+    """``{name: GaussianStats}`` of the ``reference_stats`` entries that cover ``embedding``."""
+    from musicdiff.data.reference_stats import covered_embeddings, load_reference_stats
+
+    found = {}
+    for name, source in (params.get("reference_stats") or {}).items():
+        if embedding in covered_embeddings(source):
+            found[name] = load_reference_stats(source, embedding)
+    return found
+
+
 def main() -> None:
-    args = parser(__doc__, "--variant", "--sampler").parse_args()
+    args = parser(__doc__, "--embedding", "--variant", "--sampler").parse_args()
     params = load_params()
     settings = params["fad"]
-    embedding = params["embed"]["embedding"]
+    embedding = args.embedding
     folder = ROOT / "data" / "embeddings" / embedding
     evaluation_set = f"{args.variant}-{args.sampler}"
     instance = f"{embedding}-{evaluation_set}"
     references = list(params["reference_sets"])
     inputs = [folder / "samples" / f"{evaluation_set}.npz", *(folder / "reference" / f"{r}.npz" for r in references)]
-    with stage_run("fad", instance, record_path("fad", instance), tags={
-        "embedding": embedding, "evaluation_set": evaluation_set, "variant": args.variant, "sampler": args.sampler,
-        "reference_sets": ",".join(references),
-    }, data_paths=inputs) as run:
-        evaluation = EmbeddedSet.load(inputs[0])
+    tags = {"embedding": embedding, "evaluation_set": evaluation_set, "variant": args.variant,
+            "sampler": args.sampler, "reference_sets": ",".join(references)}
+    evaluation = EmbeddedSet.load(inputs[0])
+    if evaluation.skipped:
+        with stage_run("fad", instance, record_path("fad", instance), tags={**tags, "skipped": evaluation.skipped}):
+            pass
+        print(f"skipped {instance}: {evaluation.skipped}")
+        return
+    statistics = reference_statistics(params, embedding)
+    with stage_run("fad", instance, record_path("fad", instance),
+                   tags={**tags, "reference_stats": ",".join(statistics)}, data_paths=inputs) as run:
         run.log_params({"n_bootstrap": settings["n_bootstrap"], "ci": settings["ci"], "seed": settings["seed"],
-                        "embedding": embedding, "evaluation_set": evaluation_set, "reference_sets": references})
+                        "embedding": embedding, "evaluation_set": evaluation_set, "reference_sets": references,
+                        "reference_stats": sorted(statistics)})
         metrics = {}
         for name, path in zip(references, inputs[1:]):
             reference = EmbeddedSet.load(path)
@@ -47,6 +69,10 @@ def main() -> None:
                       "fad_inf": inf.fad_inf, "fad_inf_ci_low": inf.ci_low, "fad_inf_ci_high": inf.ci_high,
                       "fad_inf_slope": inf.slope, "fad_inf_r2": inf.r2}
             metrics.update({f"{name}/{k}": v for k, v in values.items()})
+        for name, stats in statistics.items():
+            result = fad_score(stats, evaluation.clips, n_bootstrap=settings["n_bootstrap"], seed=settings["seed"],
+                               ci=settings["ci"])
+            metrics.update({f"{name}/{k}": v for k, v in result.to_dict().items()})
         run.log_metrics(metrics)
 
 

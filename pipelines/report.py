@@ -9,7 +9,7 @@ builds every table from MLflow.
 
 from __future__ import annotations
 
-from musicdiff.report import build_reports
+from musicdiff.report import build_reports, report_orders
 from musicdiff.tracking import relog_records
 
 from pipelines.common import ROOT, load_params
@@ -21,7 +21,7 @@ def main() -> None:
     relogged = relog_records(records)
     if relogged:
         print(f"re-logged {len(relogged)} of {len(records)} records whose runs this MLflow store lacked")
-    for path in build_reports(ROOT / "metrics", ROOT / "reports", list(params["reference_sets"]), list(params["samplers"])):
+    for path in build_reports(ROOT / "metrics", ROOT / "reports", **report_orders(params)):
         print(f"wrote {path.relative_to(ROOT)}")
 
 

@@ -58,6 +58,10 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
                           "ddim2": {"scheduler": "ddim", "num_inference_steps": 2, "eta": 0.0}}
     params["speed"].update({"repeats": 3, "warmup": 1})
     params["fad"]["n_bootstrap"] = 10
+    # MusiCNN scores everything; VGGish has no weights here (empty weight folders in the fixture's
+    # environment), so its stages must record skips instead of failing the run.
+    params["embed"]["embeddings"] = ["musicnn", "vggish"]
+    params["embed"]["on_missing_weights"] = "skip"
     return params
 
 
@@ -78,8 +82,11 @@ def workspace(fadtk_clips, tmp_path_factory):
     (bad / "empty.wav").write_bytes(b"")
     sf.write(bad / "silent.wav", np.zeros(22050 * 3, dtype=np.float32), 22050)
     (root / "params.yaml").write_text(yaml.safe_dump(_tiny_params(folders), sort_keys=False))
+    empty = root / "no_weights"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-           "PYTHONPATH": str(root), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+           "PYTHONPATH": str(root), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "MUSICDIFF_WEIGHTS": str(empty / "musicdiff"), "TORCH_HOME": str(empty / "torch"),
+           "HF_HOME": str(empty / "hf"), "HF_HUB_OFFLINE": "1"}
     subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, env=env, check=True)
     first = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -96,8 +103,22 @@ def test_repro_writes_a_fad_table_with_every_reference_set(workspace):
     for reference in ("heldout", "train", "ambient", "drums"):
         assert reference in table
     rows = (root / "reports" / "tables" / "fad.csv").read_text().splitlines()
-    assert len(rows) == 1 + 4 * 2 * 4  # header + 4 variants x 2 samplers x 4 reference sets
-    assert "### KAD" in table and "### FAD-inf" in table
+    # header + musicnn: 4 variants x 2 samplers x 4 reference sets + vggish: one skip row per evaluation set
+    assert len(rows) == 1 + 4 * 2 * 4 + 4 * 2
+    assert "## KAD" in table and "## FAD-inf" in table and "| musicnn: heldout" in table
+
+
+def test_embeddings_without_weights_are_recorded_as_skipped_not_failed(workspace):
+    root, _ = workspace
+    weights = _record(root, "weights", "vggish")
+    assert weights["tags"]["weights_status"] == "missing"
+    assert "musicdiff weights import" in weights["tags"]["weights_message"]
+    embed = _record(root, "embed", "vggish-heldout")
+    assert "musicdiff weights import" in embed["tags"]["skipped"] and not embed["metrics"]
+    fad = _record(root, "fad", "vggish-mel-32x32-ddpm")
+    assert fad["tags"]["skipped"] and not fad["metrics"]
+    table = (root / "reports" / "tables" / "fad.md").read_text()
+    assert "## Skipped embeddings" in table and "- vggish:" in table and "vggish: heldout" not in table
 
 
 def test_speed_table_has_every_variant_and_sampler(workspace):
@@ -149,8 +170,9 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     names = {r.info.run_name for r in runs}
     records = sorted((root / "metrics").rglob("*.json"))
-    # download, prepare, features, vae, train, sample, speed, weights, embed (4 references + 8 sets), fad
-    assert len(runs) == len(records) == 3 + 3 + 2 + 1 + 4 + 8 + 4 + 1 + 12 + 8
+    # download, prepare, features, vae, train, sample, speed, then per embedding (musicnn, vggish):
+    # weights, embed (4 references + 8 sets), fad
+    assert len(runs) == len(records) == 3 + 3 + 2 + 1 + 4 + 8 + 4 + 2 * (1 + 12 + 8)
     assert "fad@musicnn-mel-32x32-ddpm" in names and "train@waveform-2048" in names and "vae@vae-32x32" in names
     fad_run = next(r for r in runs if r.info.run_name == "fad@musicnn-latent-32x32-ddim2")
     assert fad_run.data.tags["sampler"] == "ddim2" and fad_run.data.tags["variant"] == "latent-32x32"

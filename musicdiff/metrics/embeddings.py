@@ -99,7 +99,11 @@ def cache_key(audio_sha256: str, embedding) -> str:
 
 @dataclass
 class EmbeddedSet:
-    """Per-clip embeddings of a folder: ``clips[i]`` is (frames_i, dim) for ``paths[i]``."""
+    """Per-clip embeddings of a folder: ``clips[i]`` is (frames_i, dim) for ``paths[i]``.
+
+    ``skipped`` is empty for a real set; otherwise it says why the set could not be embedded (e.g.
+    the embedding's weights are missing) and the set holds no clips. Consumers record the skip.
+    """
 
     paths: list[str]
     sha256: list[str]
@@ -107,10 +111,20 @@ class EmbeddedSet:
     embedding: str
     weight_sha256: str
     config: dict
+    skipped: str = ""
+
+    @classmethod
+    def skip(cls, embedding: str, reason: str) -> "EmbeddedSet":
+        """A set that records why it holds no embeddings (``reason`` must not be empty)."""
+        if not reason:
+            raise ValueError("a skipped set needs its reason")
+        return cls(paths=[], sha256=[], clips=[], embedding=embedding, weight_sha256="", config={}, skipped=reason)
 
     @property
     def frames(self) -> np.ndarray:
-        """All frames stacked, (total_frames, dim)."""
+        """All frames stacked, (total_frames, dim). Raises ``ValueError`` for a skipped set."""
+        if self.skipped:
+            raise ValueError(f"the {self.embedding} set was skipped: {self.skipped}")
         return np.concatenate(self.clips, axis=0)
 
     def save(self, path: Path) -> None:
@@ -118,11 +132,13 @@ class EmbeddedSet:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         offsets = np.cumsum([0] + [len(c) for c in self.clips])
+        frames = self.frames if self.clips else np.zeros((0, 0), dtype=np.float32)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
         os.close(fd)
-        np.savez(tmp, frames=self.frames, offsets=offsets, paths=np.array(self.paths),
-                 sha256=np.array(self.sha256), embedding=self.embedding,
-                 weight_sha256=self.weight_sha256, config=json.dumps(self.config, sort_keys=True))
+        np.savez(tmp, frames=frames, offsets=offsets, paths=np.array(self.paths, dtype=str),
+                 sha256=np.array(self.sha256, dtype=str), embedding=self.embedding,
+                 weight_sha256=self.weight_sha256, config=json.dumps(self.config, sort_keys=True),
+                 skipped=self.skipped)
         os.replace(tmp, path)
 
     @classmethod
@@ -132,7 +148,8 @@ class EmbeddedSet:
             clips = [frames[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
             return cls(paths=[str(p) for p in z["paths"]], sha256=[str(s) for s in z["sha256"]], clips=clips,
                        embedding=str(z["embedding"]), weight_sha256=str(z["weight_sha256"]),
-                       config=json.loads(str(z["config"])))
+                       config=json.loads(str(z["config"])),
+                       skipped=str(z["skipped"]) if "skipped" in z.files else "")
 
 
 def embed_files(embedding, paths: list[Path], cache_dir: Path | None = None, progress: bool = True,

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def report_orders(params: dict) -> dict:
+    """Column orders as listed in ``params.yaml`` (reference sets then reference statistics,
+    samplers, embeddings), as keyword arguments of :func:`build_reports`."""
+    return {"reference_order": [*params.get("reference_sets", {}), *(params.get("reference_stats") or {})] or None,
+            "sampler_order": list(params.get("samplers", {})) or None,
+            "embedding_order": list((params.get("embed") or {}).get("embeddings", [])) or None}
+
+
 def build_reports(metrics_dir: Path, reports_dir: Path, reference_order: list[str] | None = None,
-                  sampler_order: list[str] | None = None) -> list[Path]:
+                  sampler_order: list[str] | None = None, embedding_order: list[str] | None = None) -> list[Path]:
     """Regenerate every report table from the runs named by the JSON records in ``metrics_dir``.
 
     Returns the files written. Raises ``musicdiff.tracking.MissingRunError`` when the MLflow store
@@ -25,26 +33,35 @@ def build_reports(metrics_dir: Path, reports_dir: Path, reference_order: list[st
     fad = fad_frame(runs)
     if len(fad):
         write_text(tables / "fad.csv", fad.to_csv(index=False, float_format="%.6g"))
-        write_text(tables / "fad.md", fad_markdown(fad, reference_order))
+        write_text(tables / "fad.md", fad_markdown(fad, reference_order, embedding_order, sampler_order))
         written += [tables / "fad.csv", tables / "fad.md"]
     speed = speed_frame(runs, sampler_order)
     if len(speed):
         write_text(tables / "speed.csv", speed.to_csv(index=False))
         write_text(tables / "speed.md", speed_markdown(speed))
         written += [tables / "speed.csv", tables / "speed.md"]
+    from musicdiff.report.bench import bench_frames, bench_markdown
+
+    bench = bench_frames(runs)
+    if bench:
+        write_text(tables / "bench.md", bench_markdown(bench))
+        written.append(tables / "bench.md")
     index = Path(reports_dir) / "README.md"
     write_text(index, _index(written, Path(reports_dir)))
     return written + [index]
 
 
 DESCRIPTIONS = {
-    "fad.md": "FAD, FAD-inf and KAD of each model x sampler (rows) against each reference set (columns), "
-              "each with its 95% CI and the number of clips and embedding frames.",
+    "fad.md": "FAD, FAD-inf and KAD of each model x sampler (rows) for each embedding x reference set "
+              "(columns), each with its 95% CI and the number of clips; embeddings skipped for missing "
+              "weights are listed with the reason.",
     "fad.csv": "The same results in long form, with the mean and trace terms of each FAD and the KAD bandwidth.",
     "speed.md": "The study's speed table: parameters, size, clip length, training time per step and, for "
                 "each sampler, seconds per second of generated audio (denoising and decoding apart, median "
                 "of timed runs), with device and threads.",
     "speed.csv": "The speed table as CSV.",
+    "bench.md": "musicdiff against fadtk on the same inputs: Frechet distance agreement and time, the effect of "
+                "fadtk's float16 embedding storage, and embedding throughput of the same network.",
 }
 
 

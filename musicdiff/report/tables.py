@@ -17,30 +17,38 @@ VARIANT_NAMES = {"mel": "Mel-Spec", "waveform": "Waveform", "latent": "VAE Laten
 
 def fad_frame(runs: list[dict]) -> pd.DataFrame:
     """Long table: one row per FAD run and reference set (embedding, evaluation, reference, FAD, its
-    parts, CI, n). A fad run holds metrics ``<reference>/<name>`` for each reference set."""
+    parts, CI, n). A fad run holds metrics ``<reference>/<name>`` for each reference set; a run of
+    a skipped embedding (tag ``skipped``) gives one row with an empty reference and the reason."""
     rows = []
     for run in runs:
         if run["stage"] != "fad":
             continue
         m, t = run["metrics"], run["tags"]
+        base = {"embedding": t["embedding"], "evaluation": t["evaluation_set"], "variant": t.get("variant", ""),
+                "sampler": t.get("sampler", "")}
+        if t.get("skipped"):
+            rows.append({**base, "reference": "", "skipped": t["skipped"]})
+            continue
         for ref in sorted({k.split("/")[0] for k in m if k.endswith("/fad")}):
             r = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith(f"{ref}/")}
             rows.append({
-                "embedding": t["embedding"], "evaluation": t["evaluation_set"], "variant": t.get("variant", ""),
-                "sampler": t.get("sampler", ""), "reference": ref, "fad": r["fad"],
+                **base, "reference": ref, "fad": r["fad"],
                 "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "mean_term": r["mean_term"],
                 "trace_term": r["trace_term"], "n_eval_clips": int(r["n_eval_clips"]), "n_eval": int(r["n_eval"]),
                 "n_ref_clips": int(r.get("n_ref_clips", 0)), "n_ref": int(r["n_ref"]),
                 "kad": r.get("kad"), "kad_ci_low": r.get("kad_ci_low"), "kad_ci_high": r.get("kad_ci_high"),
                 "kad_bandwidth": r.get("kad_bandwidth"),
                 "fad_inf": r.get("fad_inf"), "fad_inf_ci_low": r.get("fad_inf_ci_low"),
-                "fad_inf_ci_high": r.get("fad_inf_ci_high"),
+                "fad_inf_ci_high": r.get("fad_inf_ci_high"), "skipped": "",
             })
     columns = ["embedding", "evaluation", "variant", "sampler", "reference", "fad", "ci_low", "ci_high",
                "mean_term", "trace_term", "n_eval_clips", "n_eval", "n_ref_clips", "n_ref",
-               "kad", "kad_ci_low", "kad_ci_high", "kad_bandwidth", "fad_inf", "fad_inf_ci_low", "fad_inf_ci_high"]
-    return pd.DataFrame(rows, columns=columns).sort_values(["embedding", "evaluation", "reference"],
-                                                            ignore_index=True)
+               "kad", "kad_ci_low", "kad_ci_high", "kad_bandwidth", "fad_inf", "fad_inf_ci_low", "fad_inf_ci_high",
+               "skipped"]
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in ("n_eval_clips", "n_eval", "n_ref_clips", "n_ref"):
+        frame[column] = frame[column].astype("Int64")
+    return frame.sort_values(["embedding", "evaluation", "reference"], ignore_index=True)
 
 
 # metric -> (column of the value, columns of its CI, heading sentence)
@@ -57,32 +65,60 @@ METRICS = {
 }
 
 
-def fad_markdown(frame: pd.DataFrame, reference_order: list[str] | None = None) -> str:
-    """Per embedding and metric (FAD, FAD-inf, KAD): model x sampler rows, reference-set columns,
-    each cell ``value (95% CI low-high)``, plus the evaluation set's clips and frames."""
+def _ordered(values, order: list[str] | None) -> list[str]:
+    values = list(dict.fromkeys(values))
+    order = [v for v in (order or []) if v in values]
+    return order + sorted(v for v in values if v not in order)
+
+
+def fad_markdown(frame: pd.DataFrame, reference_order: list[str] | None = None,
+                 embedding_order: list[str] | None = None, sampler_order: list[str] | None = None) -> str:
+    """Per metric (FAD, FAD-inf, KAD) one table: model x sampler rows, embedding x reference-set
+    columns (``<embedding>: <reference>``), each cell ``value (95% CI low to high)``, plus the
+    evaluation set's clip count; then the reference sets' sizes per embedding and the embeddings
+    that were skipped, with the reason."""
+    scored = frame[frame["skipped"].fillna("") == ""]
+    skipped = frame[frame["skipped"].fillna("") != ""]
+    embeddings = _ordered(scored["embedding"], embedding_order)
+    columns = []  # (embedding, reference)
+    for embedding in embeddings:
+        block = scored[scored["embedding"] == embedding]
+        columns += [(embedding, r) for r in _ordered(block["reference"], reference_order)]
     parts = []
-    for embedding, block in frame.groupby("embedding", sort=True):
-        refs = reference_order or sorted(block["reference"].unique())
-        refs = [r for r in refs if r in set(block["reference"])]
-        refs_n = ", ".join(
-            f"{r}: {int(block[block['reference'] == r]['n_ref_clips'].iloc[0])} clips "
-            f"({int(block[block['reference'] == r]['n_ref'].iloc[0])} frames)" for r in refs)
-        parts.append(f"## Embedding: {embedding}\n\nReference sets: {refs_n}.\n")
-        for value, (low, high), heading in METRICS.values():
-            if value not in block or block[value].isna().all():
-                continue
-            table = {}
-            for (variant, sampler), rows in block.groupby(["variant", "sampler"], sort=True):
-                cells = {}
-                for ref in refs:
-                    hit = rows[rows["reference"] == ref]
-                    cells[ref] = _cell(hit.iloc[0], value, low, high) if len(hit) else ""
-                first = rows.iloc[0]
-                cells["n clips (frames)"] = f"{first['n_eval_clips']} ({first['n_eval']})"
-                table[(variant, sampler)] = cells
-            out = pd.DataFrame.from_dict(table, orient="index")
-            out.index = pd.MultiIndex.from_tuples(out.index, names=["model", "sampler"])
-            parts.append(f"### {heading}\n\n{out.reset_index().to_markdown(index=False)}\n")
+    for value, (low, high), heading in METRICS.values():
+        if value not in scored or scored[value].isna().all():
+            continue
+        present = [c for c in columns if scored[(scored["embedding"] == c[0]) & (scored["reference"] == c[1])][value]
+                   .notna().any()]
+        table = {}
+        samplers = _ordered(scored["sampler"], sampler_order)
+        groups = sorted(scored.groupby(["variant", "sampler"], sort=False),
+                        key=lambda item: (item[0][0], samplers.index(item[0][1])))
+        for (variant, sampler), rows in groups:
+            cells = {}
+            for embedding, ref in present:
+                hit = rows[(rows["embedding"] == embedding) & (rows["reference"] == ref)]
+                cells[f"{embedding}: {ref}"] = _cell(hit.iloc[0], value, low, high) if len(hit) else ""
+            cells["n clips"] = int(rows["n_eval_clips"].iloc[0])
+            table[(variant, sampler)] = cells
+        out = pd.DataFrame.from_dict(table, orient="index")
+        out.index = pd.MultiIndex.from_tuples(out.index, names=["model", "sampler"])
+        parts.append(f"## {heading}\n\n{out.reset_index().to_markdown(index=False)}\n")
+    sizes = []
+    for embedding in embeddings:
+        block = scored[scored["embedding"] == embedding]
+        first = block.groupby("reference", sort=False).first()
+        described = []
+        for ref in _ordered(block["reference"], reference_order):
+            row = first.loc[ref]
+            described.append(f"{ref} {row['n_ref_clips']} clips ({row['n_ref']} frames)" if row["n_ref_clips"]
+                             else f"{ref} shipped statistics (no clips)")
+        sizes.append(f"- {embedding}: " + ", ".join(described))
+    parts.append("## Reference sets per embedding\n\n" + "\n".join(sizes) + "\n")
+    if len(skipped):
+        reasons = skipped.groupby("embedding", sort=True)["skipped"].first()
+        lines = [f"- {embedding}: {reason.splitlines()[0]}" for embedding, reason in reasons.items()]
+        parts.append("## Skipped embeddings\n\n" + "\n".join(lines) + "\n")
     return "# FAD\n\nGenerated by `musicdiff report` from MLflow runs; do not edit.\n\n" + "\n".join(parts)
 
 

@@ -1,0 +1,133 @@
+"""Benchmark against fadtk on the same inputs: FAD computation time and agreement, the effect of
+fadtk's float16 embedding storage, and embedding throughput of the same network through both
+pipelines.
+
+Everything here measures; nothing asserts. ``pipelines/bench.py`` (the DVC ``bench`` stage) logs the
+numbers to MLflow and the report writes ``reports/tables/bench.md`` from that run.
+
+Timings are wall-clock medians (``time.perf_counter``) of ``repeats`` runs after one warm-up, on
+whatever device the process has; record the device and thread count beside them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from musicdiff.metrics.fad import GaussianStats, frechet_distance, gaussian_stats
+
+
+def median_time(fn, repeats: int = 5) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` calls after one warm-up call."""
+    if repeats < 1:
+        raise ValueError("repeats must be at least 1")
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+@dataclass(frozen=True)
+class FrechetComparison:
+    """One FAD computed by musicdiff and by fadtk from the same statistics (seconds, values)."""
+
+    label: str
+    dim: int
+    ours: float
+    fadtk: float
+    ours_s: float
+    fadtk_s: float
+
+    @property
+    def abs_diff(self) -> float:
+        return abs(self.ours - self.fadtk)
+
+
+def compare_frechet(label: str, ref: GaussianStats, evl: GaussianStats, repeats: int = 5) -> FrechetComparison:
+    """Time and compare ``musicdiff.metrics.fad.frechet_distance`` (symmetric eigendecomposition)
+    with ``fadtk.fad.calc_frechet_distance`` (scipy ``sqrtm``) on the same ``(mu, cov)`` pair."""
+    from fadtk.fad import calc_frechet_distance
+
+    ours = frechet_distance(ref, evl)[0]
+    theirs = float(calc_frechet_distance(ref.mu, ref.cov, evl.mu, evl.cov))
+    return FrechetComparison(
+        label=label, dim=int(ref.mu.shape[0]), ours=float(ours), fadtk=theirs,
+        ours_s=median_time(lambda: frechet_distance(ref, evl), repeats),
+        fadtk_s=median_time(lambda: calc_frechet_distance(ref.mu, ref.cov, evl.mu, evl.cov), repeats),
+    )
+
+
+def shipped_stats(embedding: str) -> GaussianStats:
+    """fadtk's shipped FMA-Pop statistics of ``embedding`` as float64 ``GaussianStats`` (n unknown: 0)."""
+    from importlib import resources
+
+    with resources.as_file(resources.files("fadtk") / "stats" / "fma_pop.npz") as path, np.load(path) as z:
+        return GaussianStats(mu=z[f"{embedding}.mu"].astype(np.float64), cov=z[f"{embedding}.cov"].astype(np.float64),
+                             n=0)
+
+
+def float16_effect(ref_frames: np.ndarray, eval_frames: np.ndarray) -> tuple[float, float]:
+    """FAD from float32 embeddings and from the same embeddings rounded to float16 (fadtk stores
+    every embedding as float16, ``ModelLoader.get_embedding``): ``(fad_float32, fad_float16)``."""
+    exact = frechet_distance(gaussian_stats(ref_frames), gaussian_stats(eval_frames))[0]
+    rounded = frechet_distance(gaussian_stats(ref_frames.astype(np.float16)),
+                               gaussian_stats(eval_frames.astype(np.float16)))[0]
+    return float(exact), float(rounded)
+
+
+@dataclass(frozen=True)
+class ThroughputComparison:
+    """Seconds of audio embedded per wall-clock second, through musicdiff and through fadtk."""
+
+    embedding: str
+    clips: int
+    audio_s: float
+    ours_s: float
+    fadtk_s: float
+
+    @property
+    def ours_x_realtime(self) -> float:
+        return self.audio_s / self.ours_s
+
+    @property
+    def fadtk_x_realtime(self) -> float:
+        return self.audio_s / self.fadtk_s
+
+
+def compare_throughput(embedding, loader, files: list[Path], audio_s: float) -> ThroughputComparison:
+    """Embed ``files`` (total ``audio_s`` seconds) from scratch with musicdiff's ``embed_files`` (the
+    object ``embedding``, no cache) and with fadtk's ``FrechetAudioDistance.cache_embedding_file``
+    (``loader``: a fadtk ``ModelLoader`` whose model is the same network, already loaded), each on
+    its own fresh copy of the files so neither finds the other's caches. Decoding, resampling and
+    writing the results are included on both sides, as a user would run them."""
+    from fadtk.fad import FrechetAudioDistance
+
+    from musicdiff.metrics.embeddings import embed_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ours_dir, theirs_dir = Path(tmp) / "ours", Path(tmp) / "fadtk"
+        for folder in (ours_dir, theirs_dir):
+            folder.mkdir()
+            for f in files:
+                shutil.copy(f, folder / Path(f).name)
+        ours_files = sorted(ours_dir.iterdir())
+        start = time.perf_counter()
+        embed_files(embedding, ours_files, cache_dir=None, progress=False)
+        ours_s = time.perf_counter() - start
+        fad = FrechetAudioDistance(loader, audio_load_worker=1, load_model=False)
+        fad.loaded = True
+        theirs_files = sorted(theirs_dir.iterdir())
+        start = time.perf_counter()
+        for f in theirs_files:
+            fad.cache_embedding_file(f)
+        fadtk_s = time.perf_counter() - start
+    return ThroughputComparison(embedding=embedding.name, clips=len(files), audio_s=audio_s, ours_s=ours_s,
+                                fadtk_s=fadtk_s)

@@ -1,0 +1,88 @@
+"""Stage bench: musicdiff against fadtk on the same inputs (fadtk's 23 shipped music clips and its
+shipped FMA-Pop statistics). Logs one MLflow run; the report writes reports/tables/bench.md.
+
+Metrics: ``frechet/<pair>/{ours,fadtk,abs_diff,ours_s,fadtk_s,dim}`` for FAD from the same
+statistics; ``float16/{fad_float32,fad_float16}`` for fadtk's float16 storage of embeddings;
+``throughput/<embedding>/{ours_x_realtime,fadtk_x_realtime,ours_s,fadtk_s,audio_s,clips}`` for the
+same network embedded through both pipelines (tag ``throughput/<embedding>/weights``: ``pretrained``
+or ``random-init`` when only the architecture could be built offline).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from musicdiff.bench import compare_frechet, compare_throughput, float16_effect, shipped_stats
+from musicdiff.metrics.fad import gaussian_stats
+from musicdiff.tracking import stage_run
+
+from pipelines.common import ROOT, load_params, record_path
+
+# Pairs of shipped statistics of equal dimension: real covariances at the embedding sizes in use.
+SHIPPED_PAIRS = {
+    "vggish-vs-encodec": ("vggish", "encodec-emb"),
+    "clap-audio-vs-clap-music": ("clap-laion-audio", "clap-laion-music"),
+    "mert-layer4-vs-layer8": ("MERT-v1-95M-4", "MERT-v1-95M-8"),
+    "clap2023-vs-dac": ("clap-2023", "dac-44kHz"),
+}
+
+
+def fadtk_clips() -> list[Path]:
+    """The 23 ten-second music clips in the fadtk wheel (MIT; MusicGen, MusicLM, Mubert)."""
+    folder = Path(str(resources.files("fadtk") / "test" / "samples"))
+    clips = sorted(folder.glob("*.opus"))
+    if not clips:
+        raise FileNotFoundError(f"no fadtk sample clips under {folder}")
+    return clips
+
+
+def main() -> None:
+    params = load_params()
+    settings = params.get("bench", {})
+    repeats = int(settings.get("repeats", 5))
+    clips = fadtk_clips()
+    audio_s = float(sum(sf.info(c).duration for c in clips))
+    with stage_run("bench", "fadtk", record_path("bench", "fadtk"), tags={"device": "cpu"}) as run:
+        run.log_params({"repeats": repeats, "clips": len(clips), "threads": torch.get_num_threads(),
+                        "throughput_embeddings": settings.get("throughput_embeddings", [])})
+        metrics = {}
+        from musicdiff.metrics.embeddings import embed_files
+
+        from pipelines.embed import build_embedding  # the same builder as the embed stages
+
+        musicnn = build_embedding(params, "musicnn")
+        embedded = embed_files(musicnn, clips, cache_dir=ROOT / "data" / "cache" / "embeddings", progress=False)
+        groups = {}
+        for path, frames in zip(embedded.paths, embedded.clips):
+            groups.setdefault(Path(path).name.split("-")[0], []).append(frames)
+        mg, mubert = np.concatenate(groups["mg"]), np.concatenate(groups["mubert"])
+        pairs = {"musicnn-musicgen-vs-mubert": (gaussian_stats(mg), gaussian_stats(mubert))}
+        pairs.update({label: (shipped_stats(a), shipped_stats(b)) for label, (a, b) in SHIPPED_PAIRS.items()})
+        for label, (ref, evl) in pairs.items():
+            result = compare_frechet(label, ref, evl, repeats)
+            metrics.update({f"frechet/{label}/{k}": v for k, v in
+                            {"ours": result.ours, "fadtk": result.fadtk, "abs_diff": result.abs_diff,
+                             "ours_s": result.ours_s, "fadtk_s": result.fadtk_s, "dim": result.dim}.items()})
+        exact, rounded = float16_effect(mg, mubert)
+        metrics.update({"float16/fad_float32": exact, "float16/fad_float16": rounded,
+                        "float16/abs_diff": abs(exact - rounded)})
+        for name in settings.get("throughput_embeddings", []):
+            from musicdiff.bench_models import fadtk_pair
+
+            embedding, loader, weights = fadtk_pair(name)
+            result = compare_throughput(embedding, loader, clips, audio_s)
+            metrics.update({f"throughput/{name}/{k}": v for k, v in
+                            {"ours_x_realtime": result.ours_x_realtime, "fadtk_x_realtime": result.fadtk_x_realtime,
+                             "ours_s": result.ours_s, "fadtk_s": result.fadtk_s, "audio_s": result.audio_s,
+                             "clips": result.clips}.items()})
+            run.set_tags({f"throughput/{name}/weights": weights})
+        run.log_metrics(metrics)
+
+
+if __name__ == "__main__":
+    main()
