@@ -49,8 +49,13 @@ def _relog(args) -> int:
 def _fad(args) -> int:
     from musicdiff.metrics.embeddings import embed_files, get_embedding
     from musicdiff.metrics.fad import fad_score
+    from musicdiff.metrics.kad import fad_inf, kad_score
 
-    embedding = get_embedding(args.embedding)
+    try:
+        embedding = get_embedding(args.embedding)
+    except (KeyError, RuntimeError) as error:  # unknown name; missing weights (the message says how to add them)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     sets = []
     for folder in (args.ref_dir, args.eval_dir):
         files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in {".wav", ".flac", ".ogg", ".opus", ".mp3"})
@@ -58,9 +63,18 @@ def _fad(args) -> int:
             print(f"error: no audio files under {folder}", file=sys.stderr)
             return 2
         sets.append(embed_files(embedding, files, cache_dir=Path(args.cache) if args.cache else None))
-    result = fad_score(sets[0].frames, sets[1].clips, n_bootstrap=args.bootstrap, seed=args.seed)
+    reference, evaluation = sets[0].frames, sets[1].clips
+    result = fad_score(reference, evaluation, n_bootstrap=args.bootstrap, seed=args.seed)
+    print(f"embedding: {embedding.name} (weights {embedding.weight_sha256[:12]})")
     for key, value in result.to_dict().items():
         print(f"{key}: {value}")
+    if len(evaluation) >= 3:
+        kad = kad_score(reference, evaluation)
+        print(f"kad: {kad.kad}\nkad_ci_low: {kad.ci_low}\nkad_ci_high: {kad.ci_high}\nkad_bandwidth: {kad.bandwidth}")
+    if len(evaluation) >= 4:
+        inf = fad_inf(reference, evaluation, seed=args.seed)
+        print(f"fad_inf: {inf.fad_inf}\nfad_inf_ci_low: {inf.ci_low}\nfad_inf_ci_high: {inf.ci_high}\n"
+              f"fad_inf_r2: {inf.r2}")
     return 0
 
 

@@ -62,6 +62,7 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
     # environment), so its stages must record skips instead of failing the run.
     params["embed"]["embeddings"] = ["musicnn", "vggish"]
     params["embed"]["on_missing_weights"] = "skip"
+    params["bench"] = {"repeats": 1, "throughput_embeddings": []}
     return params
 
 
@@ -171,8 +172,8 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     names = {r.info.run_name for r in runs}
     records = sorted((root / "metrics").rglob("*.json"))
     # download, prepare, features, vae, train, sample, speed, then per embedding (musicnn, vggish):
-    # weights, embed (4 references + 8 sets), fad
-    assert len(runs) == len(records) == 3 + 3 + 2 + 1 + 4 + 8 + 4 + 2 * (1 + 12 + 8)
+    # weights, embed (4 references + 8 sets), fad; bench
+    assert len(runs) == len(records) == 3 + 3 + 2 + 1 + 4 + 8 + 4 + 2 * (1 + 12 + 8) + 1
     assert "fad@musicnn-mel-32x32-ddpm" in names and "train@waveform-2048" in names and "vae@vae-32x32" in names
     fad_run = next(r for r in runs if r.info.run_name == "fad@musicnn-latent-32x32-ddim2")
     assert fad_run.data.tags["sampler"] == "ddim2" and fad_run.data.tags["variant"] == "latent-32x32"
