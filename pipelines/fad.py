@@ -4,8 +4,8 @@ One MLflow run per embedding and evaluation set; its metrics are ``<reference>/<
 mean_term, trace_term, ci_low, ci_high, n_ref, n_ref_clips, kad with its CI and bandwidth, fad_inf
 with its CI, slope and R^2), so the MLflow UI shows one column per reference set. Reference sets
 are the audio sets of ``reference_sets`` and the shipped statistics of ``reference_stats`` (e.g.
-FMA-Pop from fadtk) for the embeddings they cover; against statistics only FAD and its bootstrap
-CI over evaluation clips exist (no KAD or FAD-inf without reference clips). When the embedding was
+FMA-Pop from fadtk) for the embeddings they cover; against statistics FAD with its bootstrap CI and
+FAD-inf exist, KAD does not (it needs the reference clips). When the embedding was
 skipped (weights missing) the run records the skip and no metrics.
 """
 
@@ -72,7 +72,10 @@ def main() -> None:
         for name, stats in statistics.items():
             result = fad_score(stats, evaluation.clips, n_bootstrap=settings["n_bootstrap"], seed=settings["seed"],
                                ci=settings["ci"])
-            metrics.update({f"{name}/{k}": v for k, v in result.to_dict().items()})
+            inf = fad_inf(stats, evaluation.clips, repeats=settings["fad_inf_repeats"], seed=settings["seed"])
+            values = {**result.to_dict(), "n_ref_clips": 0, "fad_inf": inf.fad_inf, "fad_inf_ci_low": inf.ci_low,
+                      "fad_inf_ci_high": inf.ci_high, "fad_inf_slope": inf.slope, "fad_inf_r2": inf.r2}
+            metrics.update({f"{name}/{k}": v for k, v in values.items()})
         run.log_metrics(metrics)
 
 
