@@ -21,8 +21,10 @@ A *set spec* is one entry of the parameters file, either
 :func:`download_set` fetches and verifies everything, copies the audio into
 ``<out>/audio/<package>/<path in package>`` (``<out>/audio/<path>`` for a local
 folder), keeps each package's ``usr/share/doc/<pkg>/copyright`` as
-``<out>/licences/<pkg>/copyright`` and writes ``<out>/manifest.csv`` (columns
-:data:`MANIFEST_COLUMNS`).
+``<out>/licences/<pkg>/copyright`` and writes ``<out>/manifest.csv`` (one row per
+file, columns :data:`MANIFEST_COLUMNS`) and ``<out>/manifest.json`` (the set's
+summary: provenance, licences, clip count, durations; see
+:mod:`musicdiff.data.summary`).
 
 Glob patterns are matched against POSIX paths relative to the package root (or
 the local folder): ``*``, ``?`` and ``[...]`` never cross ``/``; ``**`` matches
@@ -53,6 +55,7 @@ import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from musicdiff.data.summary import SUMMARY_FILE, raw_set_summary, write_summary
 from musicdiff.hashing import sha256_file
 
 __all__ = [
@@ -83,6 +86,7 @@ MANIFEST_COLUMNS = [
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64")
 _STATE_FILE = ".download.json"  # spec + manifest hash of a finished download, for quick re-runs
+_ONLINE_FILE = "online.json"  # what an online loader fetched (URL, revision, files, licence)
 _CHUNK = 1 << 20
 
 
@@ -558,6 +562,12 @@ def _normalise_spec(spec: dict) -> dict:
     raise ValueError(f"set spec must have a 'debian' or a 'local' key, got {sorted(spec)}")
 
 
+def _online_record(set_dir: Path) -> dict | None:
+    """What an online loader recorded about its download (``None`` for other sources)."""
+    f = set_dir / _ONLINE_FILE
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
 def _manifest_hash(path: Path) -> str:
     return sha256_file(path)
 
@@ -602,8 +612,9 @@ def download_set(
             ``{"local": folder, "include": [...], "exclude": [...]}``.
         out_dir: the set's folder; replaced atomically (built in a temporary
             folder beside it, then renamed).  Layout: ``audio/...``,
-            ``licences/<pkg>/copyright``, ``manifest.csv`` and ``.download.json``
-            (the normalised spec and the manifest's SHA-256).
+            ``licences/<pkg>/copyright``, ``manifest.csv``, ``manifest.json``
+            (the summary, :func:`musicdiff.data.summary.raw_set_summary`) and
+            ``.download.json`` (the normalised spec and the manifest's SHA-256).
         cache_dir: optional folder to keep downloaded .deb files in (reused when
             their SHA-256 matches); by default they are deleted after extraction.
         progress: show tqdm progress bars.
@@ -626,6 +637,8 @@ def download_set(
     norm = _normalise_spec(spec)
     previous = _previous_is_valid(out_dir, norm, verify_existing)
     if previous is not None:
+        if not (out_dir / SUMMARY_FILE).is_file():  # a download made before summaries existed
+            write_summary(out_dir / SUMMARY_FILE, raw_set_summary(out_dir, norm, previous, online=_online_record(out_dir)))
         previous.attrs["timings"] = {}
         return previous
 
@@ -660,6 +673,9 @@ def download_set(
         # Only deterministic content goes into the output folder (no timings).
         state = {"spec": norm, "manifest_sha256": _manifest_hash(tmp_out / "manifest.csv")}
         (tmp_out / _STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+        summary = raw_set_summary(tmp_out, norm, read_manifest(tmp_out / "manifest.csv"), name=out_dir.name,
+                                  online=_online_record(tmp_out))
+        write_summary(tmp_out / SUMMARY_FILE, summary)
         _atomic_replace(tmp_out, out_dir)
     except BaseException:
         shutil.rmtree(tmp_out, ignore_errors=True)

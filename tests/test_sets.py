@@ -1,0 +1,203 @@
+"""Tests of the set summaries (manifest.json), the online loaders and the shipped FMA-Pop statistics.
+
+Real audio without network: the 23 ten-second clips of the fadtk wheel (fixture ``fadtk_clips``).
+The online loaders are exercised offline: their fail-fast error, and the user-provided-folder path
+on the fadtk clips renamed to fake YouTube ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from musicdiff.data import sources as S
+from musicdiff.data import summary as M
+from musicdiff.data.prepare import CLIP_COLUMNS, prepare_set
+
+SR = 22050
+
+DEP5 = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: fake
+
+Files: *
+Copyright: 2003 Someone
+License: GPL-2+
+
+Files: gfx/ore*
+Copyright: phaelax
+License: CC-BY-SA-3.0
+
+Files: gfx/drone*
+License: GPL-2+ or CC-BY-SA-3.0
+Copyright: surt
+
+License: GPL-2+
+ This program is free software; ...
+ .
+ License: not-a-field (indented text of a licence)
+
+License: CC-BY-SA-3.0
+ Creative Commons ...
+"""
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def clip_folder(tmp_path, fadtk_clips) -> Path:
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for f in fadtk_clips[:8]:
+        shutil.copyfile(f, folder / f.name)
+    return folder
+
+
+# ----------------------------------------------------------------------------------- licences
+
+
+def test_licence_names_parses_machine_readable_copyright_and_refuses_to_guess_free_form(tmp_path):
+    (tmp_path / "dep5").write_text(DEP5)
+    names, star = M.licence_names(tmp_path / "dep5")
+    assert names == ["GPL-2+", "CC-BY-SA-3.0", "GPL-2+ or CC-BY-SA-3.0"] and star == "GPL-2+"
+    (tmp_path / "free").write_text("This package was debianized by someone.\n\nLicensed under the GPL.\n")
+    assert M.licence_names(tmp_path / "free") == ([], None)
+    (tmp_path / "licences" / "pkg").mkdir(parents=True)
+    shutil.copyfile(tmp_path / "free", tmp_path / "licences/pkg/copyright")
+    entry = M.licence_entry(tmp_path, "licences/pkg/copyright")
+    assert entry["licences"] == "see licences/pkg/copyright"
+
+
+# ----------------------------------------------------------------------------- set summaries
+
+
+def test_raw_and_prepared_summaries_describe_real_audio(tmp_path, clip_folder):
+    raw = tmp_path / "raw"
+    man = S.download_set({"local": str(clip_folder), "include": ["*.opus"]}, raw, progress=False)
+    summary = M.read_summary(raw)
+    infos = [sf.info(str(raw / p)) for p in man["path"]]
+    audio = summary["audio"]
+    assert summary["kind"] == "raw" and summary["set"] == "raw" and summary["schema"] == M.SCHEMA
+    assert audio["n_clips"] == len(man) == 8 and audio["n_unreadable"] == 0
+    assert audio["sample_rate"] == 48000 and audio["sample_rates"] == {"48000": 8}
+    assert audio["total_frames"] == sum(i.frames for i in infos)
+    assert audio["total_s"] == pytest.approx(sum(i.duration for i in infos), abs=1e-5)
+    assert audio["duration_s"]["min"] <= audio["duration_s"]["median"] <= audio["duration_s"]["max"]
+    assert audio["duration_s"]["median"] == pytest.approx(10.0, abs=0.05)
+    assert summary["table"] == {"path": "manifest.csv", "sha256": _sha(raw / "manifest.csv"), "rows": 8}
+    assert summary["provenance"][0]["kind"] == "local" and summary["provenance"][0]["n_files"] == 8
+    assert summary["licences"]["local"]["licences"] == "unknown (local folder)"
+
+    # A download made before summaries existed gets one on its next (reused) call.
+    (raw / M.SUMMARY_FILE).unlink()
+    S.download_set({"local": str(clip_folder), "include": ["*.opus"]}, raw, progress=False)
+    assert M.read_summary(raw) == summary
+
+    out = tmp_path / "prepared"
+    kw = dict(segment_s=3.0, heldout_fraction=0.25, max_segments_per_track=2, seed=0, progress=False)
+    res = prepare_set(man, raw, out, **kw)
+    assert sorted(p.name for p in out.iterdir()) == ["heldout", "manifest.csv", "train"]
+    whole = pd.read_csv(out / "manifest.csv")
+    for split in ("train", "heldout"):
+        s = M.read_summary(out / split)
+        rows = pd.read_csv(out / split / "clips.csv")
+        assert list(rows.columns) == CLIP_COLUMNS
+        pd.testing.assert_frame_equal(rows.reset_index(drop=True),
+                                      whole[whole["split"] == split].reset_index(drop=True))
+        assert s["kind"] == "prepared" and s["split"] == split and s["set"] == "prepared"
+        assert s["table"] == {"path": "clips.csv", "sha256": _sha(out / split / "clips.csv"), "rows": len(rows)}
+        assert s["audio"]["n_clips"] == len(rows) == res.splits[split]
+        assert s["audio"]["sample_rate"] == SR and s["audio"]["channels"] == {"1": len(rows)}
+        assert s["audio"]["total_frames"] == len(rows) * round(3.0 * SR)
+        assert s["audio"]["duration_s"] == {"min": 3.0, "median": 3.0, "mean": 3.0, "max": 3.0}
+        assert s["n_tracks"] == rows["track"].nunique()
+        assert s["prepare"]["segment_s"] == 3.0 and s["prepare"]["sample_rate"] == SR
+        assert s["source"]["raw_manifest_sha256"] == _sha(raw / "manifest.csv")
+        assert s["provenance"][0]["n_clips"] == len(rows)
+    # Same inputs, same bytes; and the split folders are what the embed stage reads (*.wav only).
+    again = prepare_set(man, raw, tmp_path / "again", **kw)
+    assert again.n_clips == res.n_clips
+    for split in ("train", "heldout"):
+        assert (tmp_path / "again" / split / "clips.csv").read_bytes() == (out / split / "clips.csv").read_bytes()
+        a = M.read_summary(tmp_path / "again" / split)
+        b = M.read_summary(out / split)
+        assert {**a, "set": None} == {**b, "set": None}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_debian_summary_lists_packages_paths_and_licences(tmp_path, fadtk_clips):
+    """raw_set_summary on a Debian-style set (built by hand: nothing is downloaded)."""
+    set_dir = tmp_path / "band"
+    (set_dir / "licences/pkg-a").mkdir(parents=True)
+    (set_dir / "licences/pkg-a/copyright").write_text(DEP5)
+    (set_dir / "licences/pkg-b").mkdir(parents=True)
+    (set_dir / "licences/pkg-b/copyright").write_text("free-form text\n")
+    rows = []
+    for i, f in enumerate(fadtk_clips[:3]):
+        pkg = "pkg-a" if i < 2 else "pkg-b"
+        rel = f"audio/{pkg}/{f.name}"
+        (set_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, set_dir / rel)
+        pip = f"data/music.pk3!sound/{f.name}" if pkg == "pkg-a" else "songs/x/guitar.ogg;songs/x/song.ogg"
+        rows.append({"path": rel, "sha256": _sha(f), "package": pkg, "package_version": "1.0",
+                     "path_in_package": pip, "source_sha256": "a" * 64, "licence": f"licences/{pkg}/copyright",
+                     "duration_s": 10.0, "sample_rate": 48000, "channels": 1})
+    man = pd.DataFrame(rows, columns=S.MANIFEST_COLUMNS)
+    man.to_csv(set_dir / "manifest.csv", index=False)
+    spec = {"debian": [{"name": n, "version": "1.0", "sha256": "a" * 64, "include": ["**"], "exclude": [],
+                        "archive_include": [], "archive_exclude": [], "sum_stems": n == "pkg-b"}
+                       for n in ("pkg-a", "pkg-b")]}
+    s = M.raw_set_summary(set_dir, spec, man)
+    a, b = s["provenance"]
+    assert (a["package"], a["version"], a["deb_sha256"], a["n_files"]) == ("pkg-a", "1.0", "a" * 64, 2)
+    assert all("!sound/" in p for p in a["paths_in_package"])
+    assert b["paths_in_package"] == ["songs/x/guitar.ogg", "songs/x/song.ogg"] and b["sum_stems"]
+    assert s["licences"]["pkg-a"]["licences"] == ["GPL-2+", "CC-BY-SA-3.0", "GPL-2+ or CC-BY-SA-3.0"]
+    assert s["licences"]["pkg-b"]["licences"] == "see licences/pkg-b/copyright"
+    assert M.summary_tags(s)["licences"] == "GPL-2+; CC-BY-SA-3.0; GPL-2+ or CC-BY-SA-3.0; see licences/pkg-b/copyright"
+    path = M.write_summary(set_dir / M.SUMMARY_FILE, s)
+    assert json.loads(path.read_text()) == s
+
+
+def test_download_and_prepare_stages_log_the_summary_to_mlflow(tmp_path, clip_folder, mlflow_store, monkeypatch):
+    import mlflow
+
+    import pipelines.common as common
+    import pipelines.download as download
+    import pipelines.prepare as prepare
+
+    params = {"seed": 0, "audio": {"sample_rate": SR}, "datasets": {"mine": {
+        "source": {"local": str(clip_folder), "include": ["*.opus"]},
+        "prepare": {"segment_s": 3.72, "max_segments_per_track": 2, "max_clips": 10}}}}
+    for mod in (common, download, prepare):
+        monkeypatch.setattr(mod, "ROOT", tmp_path, raising=False)
+    for mod in (download, prepare):
+        monkeypatch.setattr(mod, "load_params", lambda: params)
+    monkeypatch.setattr(sys, "argv", ["x", "--dataset", "mine"])
+    monkeypatch.chdir(tmp_path)
+    download.main()
+    prepare.main()
+
+    mlflow.set_tracking_uri(mlflow_store)
+    runs = {r.data.tags["mlflow.runName"]: r for r in mlflow.search_runs(search_all_experiments=True,
+                                                                          output_format="list")}
+    dl, prep = runs["download@mine"].data, runs["prepare@mine"].data
+    raw = M.read_summary(tmp_path / "data/raw/mine")
+    assert dl.metrics["clips"] == 8 and dl.metrics["total_frames"] == raw["audio"]["total_frames"]
+    assert dl.metrics["sample_rate"] == 48000 and dl.metrics["duration_median_s"] == raw["audio"]["duration_s"]["median"]
+    assert dl.tags["table_sha256"] == raw["table"]["sha256"]
+    ref = M.read_summary(tmp_path / "data/prepared/mine/ref")
+    assert prep.metrics["clips_ref"] == ref["audio"]["n_clips"] == 10
+    assert prep.metrics["total_frames_ref"] == 10 * round(3.72 * SR)
+    assert prep.tags["table_sha256_ref"] == ref["table"]["sha256"]
+    record = json.loads((tmp_path / "metrics/prepare/mine.json").read_text())
+    assert record["metrics"]["duration_max_s_ref"] == pytest.approx(3.72, abs=1e-4)
