@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import soundfile as sf
 
 from musicdiff.data import sources as S
 from musicdiff.data import summary as M
+from musicdiff.data.online import OnlineSourceError
 from musicdiff.data.prepare import CLIP_COLUMNS, prepare_set
 
 SR = 22050
@@ -201,3 +203,164 @@ def test_download_and_prepare_stages_log_the_summary_to_mlflow(tmp_path, clip_fo
     assert prep.tags["table_sha256_ref"] == ref["table"]["sha256"]
     record = json.loads((tmp_path / "metrics/prepare/mine.json").read_text())
     assert record["metrics"]["duration_max_s_ref"] == pytest.approx(3.72, abs=1e-4)
+
+
+# ------------------------------------------------------------------------------ online sets
+
+
+def test_offline_hub_set_fails_fast_naming_the_set_its_url_and_the_folder_option(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from musicdiff.data import online as O
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # the hub client read the variable at import
+    t0 = time.perf_counter()
+    with pytest.raises(O.OnlineSourceError) as err:
+        S.download_set({"online": "tiny-audio-diffusion-drums"}, tmp_path / "drums", cache_dir=tmp_path / "cache",
+                       progress=False)
+    assert time.perf_counter() - t0 < 5.0
+    msg = str(err.value)
+    assert "tiny-audio-diffusion-drums" in msg and "https://huggingface.co/datasets/crlandsc/tiny-audio-diffusion-drums" in msg
+    assert "folder:" in msg and "HF_HUB_OFFLINE" in msg
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left behind
+
+
+def test_unreachable_hosts_fail_fast_without_the_hub_clients_retries(tmp_path, monkeypatch):
+    """No network at all (not just HF_HUB_OFFLINE): one probe per host, then a clear error."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    from musicdiff.data import online as O
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    calls = []
+
+    def no_network(req, timeout=None):
+        calls.append((getattr(req, "full_url", req), timeout))
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    t0 = time.perf_counter()
+    with pytest.raises(O.OnlineSourceError, match=r"(?s)Song Describer.*zenodo\.org/records/10072001.*folder"):
+        O.fetch_online({"online": "song-describer", "timeout_s": 3}, tmp_path / "w1")
+    with pytest.raises(O.OnlineSourceError, match=r"(?s)tiny-audio-diffusion-drums.*unreachable.*folder"):
+        O.fetch_online({"online": "tiny-audio-diffusion-drums", "timeout_s": 3}, tmp_path / "w2", tmp_path / "cache")
+    with pytest.raises(O.OnlineSourceError, match=r"(?s)MusicCaps.*YouTube.*<ytid>"):
+        O.fetch_online({"online": "musiccaps"}, tmp_path / "w3")
+    assert time.perf_counter() - t0 < 5.0
+    assert len(calls) == 2 and all(t == 3 for _, t in calls)
+    with pytest.raises(ValueError, match="known"):
+        O.fetch_online({"online": "fma-full"}, tmp_path / "w4")
+    with pytest.raises(ValueError, match="unknown keys"):
+        O.fetch_online({"online": "musiccaps", "folder": str(tmp_path), "clip": True}, tmp_path / "w5")
+
+
+def _fake_ytid(i: int) -> str:
+    return f"{'aB3-_x'[i % 6]}{i:02d}Zz9_q-Q"[:11]
+
+
+def test_musiccaps_matches_user_clips_by_ytid_and_cuts_whole_videos(tmp_path, fadtk_clips):
+    folder = tmp_path / "youtube"
+    folder.mkdir()
+    rows = []
+    for i, f in enumerate(fadtk_clips[:5]):  # five clipped segments, renamed to fake YouTube ids
+        ytid = _fake_ytid(i)
+        shutil.copyfile(f, folder / f"{ytid}.opus")
+        rows.append({"ytid": ytid, "start_s": 30 + i, "end_s": 40 + i, "caption": f"clip {i}",
+                     "is_balanced_subset": i % 2 == 0, "is_audioset_eval": False})
+    # One whole "video" (30 s of real music) whose captioned segment is [10, 20).
+    a, sr = sf.read(str(fadtk_clips[5]), dtype="float32")
+    b, _ = sf.read(str(fadtk_clips[6]), dtype="float32")
+    c, _ = sf.read(str(fadtk_clips[7]), dtype="float32")
+    video = np.concatenate([x if x.ndim == 1 else x.mean(axis=1) for x in (a, b, c)])
+    sf.write(folder / "wholeVideo1.wav", video, sr, subtype="FLOAT")
+    rows.append({"ytid": "wholeVideo1", "start_s": 10, "end_s": 20, "caption": "whole",
+                 "is_balanced_subset": True, "is_audioset_eval": True})
+    rows.append({"ytid": "goneFromYT0", "start_s": 0, "end_s": 10, "caption": "missing",
+                 "is_balanced_subset": True, "is_audioset_eval": False})
+    pd.DataFrame(rows).to_csv(tmp_path / "musiccaps-public.csv", index=False)
+
+    spec = {"online": "musiccaps", "folder": str(folder), "csv": str(tmp_path / "musiccaps-public.csv")}
+    raw = tmp_path / "raw"
+    man = S.download_set(spec, raw, progress=False)
+    assert len(man) == 6 and set(man["package"]) == {"musiccaps"}
+    assert set(man["licence"]) == {"licences/musiccaps/LICENCE"}
+    whole = man[man["path"].str.contains("wholeVideo1")].iloc[0]
+    assert whole["path"] == "audio/musiccaps/wholeVideo1.flac"
+    assert whole["path_in_package"] == "wholeVideo1@10-20:wholeVideo1.wav"
+    cut, cut_sr = sf.read(str(raw / whole["path"]), dtype="float32")
+    assert cut_sr == sr and len(cut) == 10 * sr
+    np.testing.assert_allclose(cut, b if b.ndim == 1 else b.mean(axis=1), atol=2 ** -22)  # 24-bit FLAC
+    for i in range(5):
+        row = man[man["path"] == f"audio/musiccaps/{_fake_ytid(i)}.opus"].iloc[0]
+        assert row["sha256"] == _sha(fadtk_clips[i])  # clipped files are copied as they are
+    summary = M.read_summary(raw)
+    prov = summary["provenance"][0]
+    assert prov["kind"] == "online" and prov["url"] == "https://huggingface.co/datasets/google/MusicCaps"
+    assert (prov["n_listed"], prov["n_matched"], prov["n_missing"], prov["n_cut"]) == (7, 6, 1, 1)
+    assert prov["csv_sha256"] == _sha(tmp_path / "musiccaps-public.csv")
+    assert summary["licences"]["musiccaps"]["licences"].startswith("CC-BY-SA-4.0")
+    assert summary["audio"]["n_clips"] == 6
+    assert (raw / "metadata/musiccaps/musiccaps-public.csv").is_file()
+
+    res = prepare_set(man, raw, tmp_path / "prepared", segment_s=5.0, progress=False)
+    assert res.n_tracks == 6 and res.n_clips == 12
+    ref = M.read_summary(tmp_path / "prepared" / "ref")
+    assert ref["provenance"][0]["package"] == "musiccaps" and ref["provenance"][0]["n_clips"] == 12
+
+    balanced = S.download_set({**spec, "subset": "balanced"}, tmp_path / "balanced", progress=False)
+    assert len(balanced) == 4  # clips 0, 2, 4 and the whole video; the missing one is counted only
+    pd.DataFrame([{"ytid": "notThere000", "start_s": 0, "end_s": 10}]).to_csv(tmp_path / "x.csv", index=False)
+    with pytest.raises(OnlineSourceError, match="none of the 1 videos"):
+        S.download_set({**spec, "csv": str(tmp_path / "x.csv")}, tmp_path / "none", progress=False)
+
+
+def test_song_describer_and_drums_from_user_folders(tmp_path, fadtk_clips):
+    sdd = tmp_path / "sdd"
+    paths = []
+    for i, f in enumerate(fadtk_clips[:4]):
+        rel = f"{i:02d}/{1000 + i}.2min.opus"
+        (sdd / "audio" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, sdd / "audio" / rel)
+        paths.append(rel)
+    captions = pd.DataFrame({"caption_id": range(6), "track_id": [1000, 1000, 1001, 1002, 1003, 1009],
+                             "caption": list("abcdef"), "is_valid_subset": [True, False, True, False, True, True],
+                             "path": paths[:1] * 2 + paths[1:] + ["09/1009.2min.mp3"]})
+    captions.to_csv(sdd / "song_describer.csv", index=False)
+    man = S.download_set({"online": "song-describer", "folder": str(sdd)}, tmp_path / "raw_sdd", progress=False)
+    assert list(man["path"]) == [f"audio/song-describer/{p}" for p in paths]
+    assert list(man["path_in_package"]) == [f"audio/{p}" for p in paths]
+    prov = M.read_summary(tmp_path / "raw_sdd")["provenance"][0]
+    assert (prov["n_listed"], prov["n_matched"], prov["n_missing"]) == (5, 4, 1)
+    assert prov["missing"] == ["09/1009.2min.mp3"]
+    valid = S.download_set({"online": "song-describer", "folder": str(sdd), "valid_only": True},
+                           tmp_path / "raw_valid", progress=False)
+    assert len(valid) == 3
+
+    # The same recordings zipped (as Zenodo serves them) are taken out of audio.zip.
+    zipped = tmp_path / "sdd_zip"
+    zipped.mkdir()
+    shutil.copyfile(sdd / "song_describer.csv", zipped / "song_describer.csv")
+    shutil.make_archive(str(zipped / "audio"), "zip", root_dir=sdd, base_dir="audio")
+    man_zip = S.download_set({"online": "song-describer", "folder": str(zipped)}, tmp_path / "raw_zip",
+                             progress=False)
+    assert list(man_zip["sha256"]) == list(man["sha256"])
+    assert set(man_zip["source_sha256"]) == {_sha(zipped / "audio.zip")}
+    assert man_zip["path_in_package"].str.startswith("audio.zip!audio/").all()
+
+    drums = tmp_path / "drums"
+    for kind in ("kicks", "snares"):
+        (drums / kind).mkdir(parents=True)
+        for j in range(2):
+            sf.write(drums / kind / f"{kind}_{j:03d}.wav", np.sin(np.arange(4410) * (j + 1) / 10.0) * 0.5, 44100)
+    man_d = S.download_set({"online": "tiny-audio-diffusion-drums", "folder": str(drums)}, tmp_path / "raw_drums",
+                           progress=False)
+    assert list(man_d["path"]) == [f"audio/tiny-audio-diffusion-drums/{k}/{k}_{j:03d}.wav"
+                                   for k in ("kicks", "snares") for j in range(2)]
+    summary = M.read_summary(tmp_path / "raw_drums")
+    assert summary["licences"]["tiny-audio-diffusion-drums"]["licences"] == "CC-BY-NC-4.0"
+    assert summary["audio"]["duration_s"]["max"] == pytest.approx(0.1)

@@ -18,9 +18,14 @@ A *set spec* is one entry of the parameters file, either
 
       {"local": "/path/to/folder", "include": ["**/*.wav", "**/*.flac"]}
 
+* an online set of the seed study (Song Describer, MusicCaps, tiny-audio-diffusion drums;
+  see :mod:`musicdiff.data.online` for the names and options)::
+
+      {"online": "song-describer", "folder": "/optional/local/copy"}
+
 :func:`download_set` fetches and verifies everything, copies the audio into
 ``<out>/audio/<package>/<path in package>`` (``<out>/audio/<path>`` for a local
-folder), keeps each package's ``usr/share/doc/<pkg>/copyright`` as
+folder, ``<out>/audio/<set>/<path>`` for an online set), keeps each package's ``usr/share/doc/<pkg>/copyright`` as
 ``<out>/licences/<pkg>/copyright`` and writes ``<out>/manifest.csv`` (one row per
 file, columns :data:`MANIFEST_COLUMNS`) and ``<out>/manifest.json`` (the set's
 summary: provenance, licences, clip count, durations; see
@@ -55,6 +60,7 @@ import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from musicdiff.data.online import fetch_online, normalise_online_spec
 from musicdiff.data.summary import SUMMARY_FILE, raw_set_summary, write_summary
 from musicdiff.hashing import sha256_file
 
@@ -542,6 +548,31 @@ def _build_local(folder: Path, include: list[str], exclude: list[str], tmp_out: 
     return items
 
 
+def _build_online(spec: dict, tmp_out: Path, cache_dir: Path | None) -> list[_Item]:
+    """Copy an online set's audio to ``audio/<set>/...``; keep its metadata files under
+    ``metadata/<set>/``, a licence note under ``licences/<set>/LICENCE`` and the loader's record as
+    ``online.json``."""
+    name = spec["online"]
+    with tempfile.TemporaryDirectory(dir=tmp_out.parent, prefix=f".{name}-work-") as work:
+        files, record, extras = fetch_online(spec, work, cache_dir)
+        lic_dir = tmp_out / "licences" / name
+        lic_dir.mkdir(parents=True, exist_ok=True)
+        (lic_dir / "LICENCE").write_text(
+            f"{record['title']} ({record['url']})\nLicence as declared by the publisher: {record['licence']}\n")
+        for f in extras:
+            (tmp_out / "metadata" / name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, tmp_out / "metadata" / name / f.name)
+        (tmp_out / _ONLINE_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        items = []
+        for f in files:
+            dest = f"audio/{name}/{f.dest}"
+            (tmp_out / dest).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f.src, tmp_out / dest)
+            items.append(_Item(dest, name, record.get("commit") or record.get("version") or "", f.path_in_source,
+                               f.source_sha256, f"licences/{name}/LICENCE"))
+    return items
+
+
 def _normalise_spec(spec: dict) -> dict:
     """The spec as canonical plain data (used to decide whether a previous download still fits)."""
     if "debian" in spec:
@@ -550,6 +581,8 @@ def _normalise_spec(spec: dict) -> dict:
             raise ValueError(f"set spec: unexpected keys {sorted(extra)} beside 'debian'")
         pkgs = [DebianPackage.from_spec(p) for p in spec["debian"]]
         return {"debian": [{k: list(v) if isinstance(v, tuple) else v for k, v in p.__dict__.items()} for p in pkgs]}
+    if "online" in spec:
+        return normalise_online_spec(spec)
     if "local" in spec:
         extra = set(spec) - {"local", "include", "exclude"}
         if extra:
@@ -559,7 +592,7 @@ def _normalise_spec(spec: dict) -> dict:
         exc = spec.get("exclude") or []
         exc = [exc] if isinstance(exc, str) else list(exc)
         return {"local": str(Path(spec["local"]).expanduser().resolve()), "include": inc, "exclude": exc}
-    raise ValueError(f"set spec must have a 'debian' or a 'local' key, got {sorted(spec)}")
+    raise ValueError(f"set spec must have a 'debian', 'local' or 'online' key, got {sorted(spec)}")
 
 
 def _online_record(set_dir: Path) -> dict | None:
@@ -608,8 +641,9 @@ def download_set(
     """Fetch, verify and unpack one declared set; write ``<out_dir>/manifest.csv``.
 
     Args:
-        spec: a set spec (see the module docstring): ``{"debian": [...]}`` or
-            ``{"local": folder, "include": [...], "exclude": [...]}``.
+        spec: a set spec (see the module docstring): ``{"debian": [...]}``,
+            ``{"local": folder, "include": [...], "exclude": [...]}`` or
+            ``{"online": name, ...}``.
         out_dir: the set's folder; replaced atomically (built in a temporary
             folder beside it, then renamed).  Layout: ``audio/...``,
             ``licences/<pkg>/copyright``, ``manifest.csv``, ``manifest.json``
@@ -617,6 +651,8 @@ def download_set(
             ``.download.json`` (the normalised spec and the manifest's SHA-256).
         cache_dir: optional folder to keep downloaded .deb files in (reused when
             their SHA-256 matches); by default they are deleted after extraction.
+            Online sets keep their downloads under it too (see
+            :func:`musicdiff.data.online.fetch_online`).
         progress: show tqdm progress bars.
         verify_existing: if ``out_dir`` already holds a download of the same spec,
             re-hash its files (True) or only check that they exist (False) and,
@@ -630,7 +666,9 @@ def download_set(
 
     Raises:
         ValueError: malformed spec, or a .deb whose SHA-256 differs from the spec.
-        RuntimeError: apt-get missing, package version unavailable, nothing matched.
+        RuntimeError: apt-get missing, package version unavailable, nothing matched;
+            :class:`~musicdiff.data.online.OnlineSourceError` (a RuntimeError) when an
+            online set cannot be fetched and no local copy was given.
         FileNotFoundError: a local folder that does not exist.
     """
     out_dir = Path(out_dir)
@@ -655,6 +693,8 @@ def download_set(
             if len(set(names)) != len(names):
                 raise ValueError(f"set spec lists a package twice: {names}")
             items = _build_debian(pkgs, tmp_out, Path(cache_dir) if cache_dir else None, progress, timings)
+        elif "online" in norm:
+            items = _build_online(norm, tmp_out, Path(cache_dir) if cache_dir else None)
         else:
             items = _build_local(Path(norm["local"]), norm["include"], norm["exclude"], tmp_out)
 

@@ -189,13 +189,13 @@ def raw_set_summary(set_dir: str | os.PathLike, spec: dict, manifest: pd.DataFra
             lic = str(rows["licence"].iloc[0]) if len(rows) else ""
             licences[pkg["name"]] = licence_entry(set_dir, lic)
     elif "online" in spec:
-        provenance.append({"kind": "online", **(online or {}), "spec": spec})
+        provenance.append({"kind": "online", "package": spec["online"], **(online or {}), "spec": spec})
         name = spec["online"]
         lic_rel = next((str(x) for x in manifest["licence"] if str(x)), "")
         licences[name] = {"copyright_file": lic_rel, "licences": (online or {}).get("licence", "unknown"),
                           "files_star": None}
     else:
-        provenance.append({"kind": "local", "folder": spec["local"], "include": spec.get("include"),
+        provenance.append({"kind": "local", "package": "local", "folder": spec["local"], "include": spec.get("include"),
                            "exclude": spec.get("exclude"), "n_files": int(len(manifest))})
         licences["local"] = {"copyright_file": "", "licences": "unknown (local folder)", "files_star": None}
     return {
@@ -231,8 +231,7 @@ def prepared_split_summary(split_dir: str | os.PathLike, clips: pd.DataFrame, se
     provenance, licences = [], {}
     if raw is not None:
         for entry in raw.get("provenance", []):
-            key = entry.get("package") or (entry.get("spec", {}).get("online") if entry["kind"] == "online"
-                                           else "local")
+            key = entry.get("package")
             if key not in used:
                 continue
             slim = {k: v for k, v in entry.items() if k not in ("paths_in_package", "n_files")}
