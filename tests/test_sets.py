@@ -364,3 +364,40 @@ def test_song_describer_and_drums_from_user_folders(tmp_path, fadtk_clips):
     summary = M.read_summary(tmp_path / "raw_drums")
     assert summary["licences"]["tiny-audio-diffusion-drums"]["licences"] == "CC-BY-NC-4.0"
     assert summary["audio"]["duration_s"]["max"] == pytest.approx(0.1)
+
+
+# ------------------------------------------------------------------ FMA-Pop statistics (fadtk)
+
+
+def test_fma_pop_statistics_are_float64_gaussians_and_name_what_they_cover():
+    from musicdiff.data import reference_stats as R
+    from musicdiff.metrics.fad import fad_score
+
+    covered = R.fma_pop_embeddings()
+    assert {"vggish", "clap-laion-audio", "clap-laion-music"} <= set(covered)
+    for name, dim in (("vggish", 128), ("clap-laion-audio", 512), ("clap-laion-music", 512)):
+        s = R.fma_pop_stats(name)
+        assert s.mu.shape == (dim,) and s.cov.shape == (dim, dim) and s.n == 0
+        assert s.mu.dtype == s.cov.dtype == np.float64
+        np.testing.assert_array_equal(s.cov, s.cov.T)
+        eig = np.linalg.eigvalsh(s.cov)
+        assert eig.min() >= -1e-10 * eig.max() and eig.max() > 0  # positive semi-definite
+    with pytest.raises(KeyError, match=r"musicnn.*cover: .*clap-laion-audio.*vggish"):
+        R.fma_pop_stats("musicnn")
+
+    manifest = R.fma_pop_manifest()
+    assert manifest["provenance"]["sha256"] == _sha(R.fma_pop_path())
+    assert manifest["provenance"]["matches_wheel_record"] and manifest["provenance"]["package"] == "fadtk"
+    assert manifest["licences"]["fadtk"]["licences"] == ["MIT"] and manifest["n_frames"] is None
+    assert manifest["embeddings"]["vggish"] == {"dim": 128} and set(manifest["embeddings"]) == set(covered)
+    assert "kad" in manifest["metrics"]["impossible"]
+    json.dumps(manifest)
+
+    # Usable as a FAD reference: evaluation embeddings drawn from the same Gaussian score near 0.
+    s = R.fma_pop_stats("vggish")
+    rng = np.random.default_rng(0)
+    frames = rng.multivariate_normal(s.mu, s.cov, size=4000)
+    clips = np.split(frames, 40)
+    far = [c + 1.0 for c in clips]
+    near, shifted = fad_score(s, clips, n_bootstrap=0), fad_score(s, far, n_bootstrap=0)
+    assert near.n_ref == 0 and near.fad < 0.05 * shifted.fad
