@@ -8,6 +8,7 @@ on the fadtk clips renamed to fake YouTube ids.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import time
@@ -401,3 +402,46 @@ def test_fma_pop_statistics_are_float64_gaussians_and_name_what_they_cover():
     far = [c + 1.0 for c in clips]
     near, shifted = fad_score(s, clips, n_bootstrap=0), fad_score(s, far, n_bootstrap=0)
     assert near.n_ref == 0 and near.fad < 0.05 * shifted.fad
+
+
+# ------------------------------------------------------------- rendered Bach chorales (pip only)
+
+
+def test_trim_midi_drops_events_after_the_last_note():
+    mido = pytest.importorskip("mido")
+    from musicdiff.data.rendered import trim_midi
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack([mido.Message("note_on", note=60, velocity=80, time=0),
+                            mido.Message("note_off", note=60, velocity=0, time=480),
+                            mido.MetaMessage("marker", text="late", time=480 * 200)])
+    mid.tracks.append(track)
+    buf = io.BytesIO()
+    mid.save(file=buf)
+    assert mido.MidiFile(file=io.BytesIO(buf.getvalue())).length > 100
+    trimmed = mido.MidiFile(file=io.BytesIO(trim_midi(buf.getvalue(), tail_beats=1.0)))
+    assert [m.type for m in trimmed.tracks[0]] == ["note_on", "note_off", "end_of_track"]
+    assert trimmed.length == pytest.approx(1.0)  # two beats at 120 bpm
+
+
+def test_rendered_bach_chorales_go_through_download_and_prepare(tmp_path):
+    for name in ("music21", "pretty_midi", "midirenderer"):
+        pytest.importorskip(name)
+    raw = tmp_path / "raw"
+    man = S.download_set({"rendered": "bach-chorales", "limit": 2}, raw, progress=False)
+    assert list(man["path"]) == ["audio/bach-chorales/bwv1.6.flac", "audio/bach-chorales/bwv10.7.flac"]
+    assert list(man["path_in_package"]) == ["corpus/bach/bwv1.6.mxl", "corpus/bach/bwv10.7.mxl"]
+    assert (man["sample_rate"] == 48000).all() and (man["channels"] == 2).all()
+    assert man["duration_s"].between(20, 120).all()  # ends with the music, not with stray MIDI events
+    summary = M.read_summary(raw)
+    prov = summary["provenance"][0]
+    assert prov["kind"] == "rendered" and prov["versions"]["midirenderer"] and prov["n_scores"] == 2
+    assert prov["soundfont"]["path_in_package"] == "pretty_midi/TimGM6mb.sf2"
+    assert (raw / "licences/bach-chorales/music21-corpus-license.txt").is_file()
+    x, _ = sf.read(str(raw / man["path"][0]))
+    assert 0.01 < np.abs(x).max() < 1.0
+    res = prepare_set(man, raw, tmp_path / "prepared", segment_s=3.72, max_segments_per_track=3, progress=False)
+    assert res.n_clips == 6 and M.read_summary(tmp_path / "prepared" / "ref")["provenance"][0]["n_tracks"] == 2
+    # Rendering is deterministic: a second download gives the same bytes.
+    again = S.download_set({"rendered": "bach-chorales", "limit": 2}, tmp_path / "again", progress=False)
+    assert list(again["sha256"]) == list(man["sha256"])

@@ -35,7 +35,7 @@ Every spec also takes ``timeout_s`` (network timeout in seconds, default 20). Wi
 loader fails within about that time with :class:`OnlineSourceError`, naming the set, its URL and
 the ``folder`` option; with ``HF_HUB_OFFLINE=1`` the hub loaders only look in the local HF cache.
 What was fetched (URLs, revisions, file checksums, match counts, licence) is returned as a record
-that :func:`~musicdiff.data.sources.download_set` keeps as ``online.json`` and in the summary.
+that :func:`~musicdiff.data.sources.download_set` keeps as ``source.json`` and in the summary.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ without opening the audio:
 * ``provenance`` -- where the audio came from: for Debian packages the package name, version,
   SHA-256 of the .deb, the include/exclude globs and every path inside the package (an archive
   member is written ``a.pk3!member``, summed stems ``;``-joined); for a local folder its path; for
-  an online set its URL, revision and downloaded files (see :mod:`musicdiff.data.online`);
+  an online set its URL, revision and downloaded files (see :mod:`musicdiff.data.online`); for a
+  rendered set the package versions and SoundFont (see :mod:`musicdiff.data.rendered`);
 * ``licences`` -- per package, the licence short names of its kept ``copyright`` file when that
   file is in Debian's machine-readable format (DEP-5), else ``"see licences/<pkg>/copyright"``;
 * ``audio`` -- clip count, sample rate(s), channel counts, total frames and seconds, and the
@@ -160,16 +161,17 @@ def _table(set_dir: Path, rel: str, rows: int) -> dict:
 
 
 def raw_set_summary(set_dir: str | os.PathLike, spec: dict, manifest: pd.DataFrame, *,
-                    name: str | None = None, online: dict | None = None) -> dict:
+                    name: str | None = None, record: dict | None = None) -> dict:
     """Summary of a downloaded set (``data/raw/<set>``): see the module docstring.
 
     Args:
         set_dir: the set's folder (``manifest.csv`` and the files of ``manifest['path']`` inside).
         spec: the normalised set spec (:func:`musicdiff.data.sources.download_set`'s ``debian``,
-            ``local`` or ``online`` form).
+            ``local``, ``online`` or ``rendered`` form).
         manifest: the set's ``manifest.csv`` (columns :data:`musicdiff.data.sources.MANIFEST_COLUMNS`).
         name: the set's name (default: the folder's name).
-        online: for an online set, what the loader recorded (URL, revision, files, licence).
+        record: for an online or rendered set, what its loader recorded (URL, revisions, versions,
+            checksums, ``licence``).
 
     Raises:
         FileNotFoundError: ``manifest.csv`` or a listed file is missing.
@@ -188,12 +190,12 @@ def raw_set_summary(set_dir: str | os.PathLike, spec: dict, manifest: pd.DataFra
             })
             lic = str(rows["licence"].iloc[0]) if len(rows) else ""
             licences[pkg["name"]] = licence_entry(set_dir, lic)
-    elif "online" in spec:
-        provenance.append({"kind": "online", "package": spec["online"], **(online or {}), "spec": spec})
-        name = spec["online"]
+    elif "online" in spec or "rendered" in spec:
+        kind = "online" if "online" in spec else "rendered"
+        provenance.append({"kind": kind, "package": spec[kind], **(record or {}), "spec": spec})
         lic_rel = next((str(x) for x in manifest["licence"] if str(x)), "")
-        licences[name] = {"copyright_file": lic_rel, "licences": (online or {}).get("licence", "unknown"),
-                          "files_star": None}
+        licences[spec[kind]] = {"copyright_file": lic_rel, "licences": (record or {}).get("licence", "unknown"),
+                                "files_star": None}
     else:
         provenance.append({"kind": "local", "package": "local", "folder": spec["local"], "include": spec.get("include"),
                            "exclude": spec.get("exclude"), "n_files": int(len(manifest))})
