@@ -196,7 +196,8 @@ def test_download_and_prepare_stages_log_the_summary_to_mlflow(tmp_path, clip_fo
     dl, prep = runs["download@mine"].data, runs["prepare@mine"].data
     raw = M.read_summary(tmp_path / "data/raw/mine")
     assert dl.metrics["clips"] == 8 and dl.metrics["total_frames"] == raw["audio"]["total_frames"]
-    assert dl.metrics["sample_rate"] == 48000 and dl.metrics["duration_median_s"] == raw["audio"]["duration_s"]["median"]
+    assert dl.metrics["sample_rate"] == 48000
+    assert dl.metrics["duration_median_s"] == raw["audio"]["duration_s"]["median"]
     assert dl.tags["table_sha256"] == raw["table"]["sha256"]
     ref = M.read_summary(tmp_path / "data/prepared/mine/ref")
     assert prep.metrics["clips_ref"] == ref["audio"]["n_clips"] == 10
@@ -222,7 +223,8 @@ def test_offline_hub_set_fails_fast_naming_the_set_its_url_and_the_folder_option
                        progress=False)
     assert time.perf_counter() - t0 < 5.0
     msg = str(err.value)
-    assert "tiny-audio-diffusion-drums" in msg and "https://huggingface.co/datasets/crlandsc/tiny-audio-diffusion-drums" in msg
+    assert "tiny-audio-diffusion-drums" in msg
+    assert "https://huggingface.co/datasets/crlandsc/tiny-audio-diffusion-drums" in msg
     assert "folder:" in msg and "HF_HUB_OFFLINE" in msg
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left behind
 

@@ -29,8 +29,9 @@ A *set spec* is one entry of the parameters file, either
 
 :func:`download_set` fetches and verifies everything, copies the audio into
 ``<out>/audio/<package>/<path in package>`` (``<out>/audio/<path>`` for a local
-folder, ``<out>/audio/<set>/<path>`` for an online or rendered set), keeps each package's ``usr/share/doc/<pkg>/copyright`` as
-``<out>/licences/<pkg>/copyright`` and writes ``<out>/manifest.csv`` (one row per
+folder, ``<out>/audio/<set>/<path>`` for an online or rendered set), keeps each
+package's ``usr/share/doc/<pkg>/copyright`` as ``<out>/licences/<pkg>/copyright``
+and writes ``<out>/manifest.csv`` (one row per
 file, columns :data:`MANIFEST_COLUMNS`) and ``<out>/manifest.json`` (the set's
 summary: provenance, licences, clip count, durations; see
 :mod:`musicdiff.data.summary`).
@@ -701,7 +702,8 @@ def download_set(
     previous = _previous_is_valid(out_dir, norm, verify_existing)
     if previous is not None:
         if not (out_dir / SUMMARY_FILE).is_file():  # a download made before summaries existed
-            write_summary(out_dir / SUMMARY_FILE, raw_set_summary(out_dir, norm, previous, record=_source_record(out_dir)))
+            summary = raw_set_summary(out_dir, norm, previous, record=_source_record(out_dir))
+            write_summary(out_dir / SUMMARY_FILE, summary)
         previous.attrs["timings"] = {}
         return previous
 
