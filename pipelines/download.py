@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from musicdiff.data.sources import download_set
+from musicdiff.data.summary import SUMMARY_FILE, read_summary, summary_metrics, summary_tags
 from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, load_params, parser, record_path
@@ -17,8 +18,10 @@ def main() -> None:
                    tags={"dataset": args.dataset}) as run:
         run.log_params({"source": spec})
         manifest = download_set(spec, out_dir)
-        run.log_metrics({"files": len(manifest), "minutes": float(manifest["duration_s"].sum()) / 60.0})
-        run.set_tags({"data_hash": _manifest_hash(manifest)})
+        summary = read_summary(out_dir / SUMMARY_FILE)
+        run.log_metrics({"files": len(manifest), "minutes": float(manifest["duration_s"].sum()) / 60.0,
+                         **summary_metrics(summary)})
+        run.set_tags({"data_hash": _manifest_hash(manifest), **summary_tags(summary)})
 
 
 def _manifest_hash(manifest) -> str:

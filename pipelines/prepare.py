@@ -7,6 +7,7 @@ import hashlib
 import pandas as pd
 
 from musicdiff.data.prepare import prepare_set
+from musicdiff.data.summary import SUMMARY_FILE, read_summary, summary_metrics, summary_tags
 from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, load_params, parser, record_path
@@ -30,7 +31,15 @@ def main() -> None:
             **{f"skipped_{reason}": count for reason, count in result.skipped.items()},
             **{f"clips_{split}": int(n) for split, n in result.manifest["split"].value_counts().items()},
         })
-        run.set_tags({"data_hash": hashlib.sha256("".join(sorted(result.manifest["sha256"])).encode()).hexdigest()})
+        tags = {}
+        for split in sorted(result.splits):  # the summary beside each split's audio
+            summary = read_summary(out_dir / split / SUMMARY_FILE)
+            numbers = summary_metrics(summary, f"_{split}")
+            numbers.pop(f"clips_{split}")  # logged above
+            run.log_metrics(numbers)
+            tags.update(summary_tags(summary, f"_{split}"))
+        run.set_tags({"data_hash": hashlib.sha256("".join(sorted(result.manifest["sha256"])).encode()).hexdigest(),
+                      **tags})
 
 
 if __name__ == "__main__":

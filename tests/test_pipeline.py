@@ -72,12 +72,14 @@ def workspace(fadtk_clips, tmp_path_factory):
     for item in ("dvc.yaml", "pipelines", "musicdiff"):
         src = REPO / item
         shutil.copytree(src, root / item) if src.is_dir() else shutil.copy(src, root / item)
-    folders = {name: root / "audio_in" / name for name in ("wesnoth", "ambient", "drums")}
+    folders = {name: root / "audio_in" / name for name in ("wesnoth", "ambient", "drums", "band")}
     for folder in folders.values():
         folder.mkdir(parents=True)
-    for i, clip in enumerate(fadtk_clips):  # 23 clips: 12 training tracks, 6 ambient, 5 drums
+    for i, clip in enumerate(fadtk_clips):  # 23 clips: 12 training tracks, 6 ambient, 5 drums (also band)
         target = folders["wesnoth"] if i < 12 else folders["ambient"] if i < 18 else folders["drums"]
         shutil.copy(clip, target / clip.name)
+        if i >= 18:
+            shutil.copy(clip, folders["band"] / clip.name)
     bad = folders["wesnoth"]
     (bad / "corrupt.ogg").write_bytes(os.urandom(4096))
     (bad / "empty.wav").write_bytes(b"")
@@ -101,11 +103,11 @@ def _record(root: Path, stage: str, instance: str) -> dict:
 def test_repro_writes_a_fad_table_with_every_reference_set(workspace):
     root, _ = workspace
     table = (root / "reports" / "tables" / "fad.md").read_text()
-    for reference in ("heldout", "train", "ambient", "drums"):
+    for reference in ("heldout", "train", "ambient", "drums", "band"):
         assert reference in table
     rows = (root / "reports" / "tables" / "fad.csv").read_text().splitlines()
-    # header + musicnn: 4 variants x 2 samplers x 4 reference sets + vggish: one skip row per evaluation set
-    assert len(rows) == 1 + 4 * 2 * 4 + 4 * 2
+    # header + musicnn: 4 variants x 2 samplers x 5 reference sets + vggish: one skip row per evaluation set
+    assert len(rows) == 1 + 4 * 2 * 5 + 4 * 2
     assert "## KAD" in table and "## FAD-inf" in table and "| musicnn: heldout" in table
 
 
@@ -172,8 +174,8 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     names = {r.info.run_name for r in runs}
     records = sorted((root / "metrics").rglob("*.json"))
     # download, prepare, features, vae, train, sample, speed, then per embedding (musicnn, vggish):
-    # weights, embed (4 references + 8 sets), fad; bench
-    assert len(runs) == len(records) == 3 + 3 + 2 + 1 + 4 + 8 + 4 + 2 * (1 + 12 + 8) + 1
+    # weights, embed (5 references + 8 sets), fad; bench
+    assert len(runs) == len(records) == 4 + 4 + 2 + 1 + 4 + 8 + 4 + 2 * (1 + 13 + 8) + 1
     assert "fad@musicnn-mel-32x32-ddpm" in names and "train@waveform-2048" in names and "vae@vae-32x32" in names
     fad_run = next(r for r in runs if r.info.run_name == "fad@musicnn-latent-32x32-ddim2")
     assert fad_run.data.tags["sampler"] == "ddim2" and fad_run.data.tags["variant"] == "latent-32x32"

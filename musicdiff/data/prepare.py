@@ -7,6 +7,9 @@ files and silent segments, splits *tracks* into ``train``/``heldout`` (or
 ``ref``), subsamples deterministically, and writes::
 
     out_dir/<split>/<clip_id>.wav      mono float32 WAV at sample_rate
+    out_dir/<split>/clips.csv          that split's rows of out_dir/manifest.csv
+    out_dir/<split>/manifest.json      the split's summary (provenance, licences, clip count,
+                                       durations; musicdiff.data.summary.prepared_split_summary)
     out_dir/manifest.csv               one row per clip (see CLIP_COLUMNS)
 
 Everything depends only on the input files and the arguments (seeded NumPy
@@ -30,6 +33,7 @@ from tqdm.auto import tqdm
 
 from musicdiff.data.audio import BadAudioError, load_audio, rms_dbfs, validate_audio, write_float_wav
 from musicdiff.data.sources import _atomic_replace
+from musicdiff.data.summary import SUMMARY_FILE, prepared_split_summary, read_summary, write_summary
 from musicdiff.hashing import sha256_file
 
 __all__ = ["CLIP_COLUMNS", "SKIP_REASONS", "PrepareResult", "prepare_set"]
@@ -200,6 +204,10 @@ def prepare_set(
     if seg_n < 1 or hop_n < 1:
         raise ValueError("segment_s and hop_s must each be at least one sample long")
 
+    settings = {"sample_rate": sample_rate, "segment_s": segment_s, "hop_s": hop_s, "min_duration_s": min_duration_s,
+                "pad_short": pad_short, "pad_mode": pad_mode, "silence_dbfs": silence_dbfs,
+                "max_segments_per_track": max_segments_per_track, "per_track_selection": per_track_selection,
+                "max_clips": max_clips, "heldout_fraction": heldout_fraction, "seed": seed}
     rows = manifest.sort_values("path", kind="stable").to_dict("records")
     skipped = {r: 0 for r in SKIP_REASONS}
     skipped_files: list[tuple[str, str]] = []
@@ -324,6 +332,12 @@ def prepare_set(
 
         df = pd.DataFrame(final)[CLIP_COLUMNS].sort_values("clip", kind="stable").reset_index(drop=True)
         df.to_csv(tmp / "manifest.csv", index=False, lineterminator="\n")
+        raw_summary = read_summary(raw_dir) if (raw_dir / SUMMARY_FILE).is_file() else None
+        raw_table = sha256_file(raw_dir / "manifest.csv") if (raw_dir / "manifest.csv").is_file() else ""
+        for split, rows in df.groupby("split", sort=True):
+            rows.to_csv(tmp / split / "clips.csv", index=False, lineterminator="\n")
+            summary = prepared_split_summary(tmp / split, rows, settings, raw_summary, raw_table, name=out_dir.name)
+            write_summary(tmp / split / SUMMARY_FILE, summary)
         _atomic_replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

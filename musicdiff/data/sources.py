@@ -18,11 +18,23 @@ A *set spec* is one entry of the parameters file, either
 
       {"local": "/path/to/folder", "include": ["**/*.wav", "**/*.flac"]}
 
+* an online set of the seed study (Song Describer, MusicCaps, tiny-audio-diffusion drums;
+  see :mod:`musicdiff.data.online` for the names and options)::
+
+      {"online": "song-describer", "folder": "/optional/local/copy"}
+
+* a set rendered from scores with pip packages only (:mod:`musicdiff.data.rendered`)::
+
+      {"rendered": "bach-chorales", "limit": 20}
+
 :func:`download_set` fetches and verifies everything, copies the audio into
 ``<out>/audio/<package>/<path in package>`` (``<out>/audio/<path>`` for a local
-folder), keeps each package's ``usr/share/doc/<pkg>/copyright`` as
-``<out>/licences/<pkg>/copyright`` and writes ``<out>/manifest.csv`` (columns
-:data:`MANIFEST_COLUMNS`).
+folder, ``<out>/audio/<set>/<path>`` for an online or rendered set), keeps each
+package's ``usr/share/doc/<pkg>/copyright`` as ``<out>/licences/<pkg>/copyright``
+and writes ``<out>/manifest.csv`` (one row per
+file, columns :data:`MANIFEST_COLUMNS`) and ``<out>/manifest.json`` (the set's
+summary: provenance, licences, clip count, durations; see
+:mod:`musicdiff.data.summary`).
 
 Glob patterns are matched against POSIX paths relative to the package root (or
 the local folder): ``*``, ``?`` and ``[...]`` never cross ``/``; ``**`` matches
@@ -34,6 +46,7 @@ system's configured apt sources, so no host name appears in this code.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -53,6 +66,9 @@ import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from musicdiff.data.online import fetch_online, normalise_online_spec
+from musicdiff.data.rendered import normalise_rendered_spec, render_bach_chorales
+from musicdiff.data.summary import SUMMARY_FILE, raw_set_summary, write_summary
 from musicdiff.hashing import sha256_file
 
 __all__ = [
@@ -83,6 +99,7 @@ MANIFEST_COLUMNS = [
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64")
 _STATE_FILE = ".download.json"  # spec + manifest hash of a finished download, for quick re-runs
+_RECORD_FILE = "source.json"  # what an online or rendering loader did (URL, revisions, versions, licence)
 _CHUNK = 1 << 20
 
 
@@ -538,6 +555,48 @@ def _build_local(folder: Path, include: list[str], exclude: list[str], tmp_out: 
     return items
 
 
+def _build_online(spec: dict, tmp_out: Path, cache_dir: Path | None) -> list[_Item]:
+    """Copy an online set's audio to ``audio/<set>/...``; keep its metadata files under
+    ``metadata/<set>/``, a licence note under ``licences/<set>/LICENCE`` and the loader's record as
+    ``source.json``."""
+    name = spec["online"]
+    with tempfile.TemporaryDirectory(dir=tmp_out.parent, prefix=f".{name}-work-") as work:
+        files, record, extras = fetch_online(spec, work, cache_dir)
+        lic_dir = tmp_out / "licences" / name
+        lic_dir.mkdir(parents=True, exist_ok=True)
+        (lic_dir / "LICENCE").write_text(
+            f"{record['title']} ({record['url']})\nLicence as declared by the publisher: {record['licence']}\n")
+        for f in extras:
+            (tmp_out / "metadata" / name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, tmp_out / "metadata" / name / f.name)
+        (tmp_out / _RECORD_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        items = []
+        for f in files:
+            dest = f"audio/{name}/{f.dest}"
+            (tmp_out / dest).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f.src, tmp_out / dest)
+            items.append(_Item(dest, name, record.get("commit") or record.get("version") or "", f.path_in_source,
+                               f.source_sha256, f"licences/{name}/LICENCE"))
+    return items
+
+
+def _build_rendered(spec: dict, tmp_out: Path, progress: bool) -> list[_Item]:
+    """Render a score set into ``audio/<set>/``; keep the corpus licence and a licence note under
+    ``licences/<set>/`` and the renderer's record as ``source.json``."""
+    name = spec["rendered"]
+    files, record = render_bach_chorales(tmp_out / "audio" / name, spec["limit"], progress)
+    lic_dir = tmp_out / "licences" / name
+    lic_dir.mkdir(parents=True, exist_ok=True)
+    corpus_licence = Path(importlib.util.find_spec("music21").submodule_search_locations[0]) / "corpus" / "license.txt"
+    if corpus_licence.is_file():
+        shutil.copyfile(corpus_licence, lic_dir / "music21-corpus-license.txt")
+    (lic_dir / "LICENCE").write_text(f"{record['title']}\nLicences: {record['licence']}\n")
+    (tmp_out / _RECORD_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    version = "; ".join(f"{k} {v}" for k, v in record["versions"].items())
+    return [_Item(f"audio/{name}/{f.dest}", name, version, f.score, f.score_sha256, f"licences/{name}/LICENCE")
+            for f in files]
+
+
 def _normalise_spec(spec: dict) -> dict:
     """The spec as canonical plain data (used to decide whether a previous download still fits)."""
     if "debian" in spec:
@@ -546,6 +605,10 @@ def _normalise_spec(spec: dict) -> dict:
             raise ValueError(f"set spec: unexpected keys {sorted(extra)} beside 'debian'")
         pkgs = [DebianPackage.from_spec(p) for p in spec["debian"]]
         return {"debian": [{k: list(v) if isinstance(v, tuple) else v for k, v in p.__dict__.items()} for p in pkgs]}
+    if "online" in spec:
+        return normalise_online_spec(spec)
+    if "rendered" in spec:
+        return normalise_rendered_spec(spec)
     if "local" in spec:
         extra = set(spec) - {"local", "include", "exclude"}
         if extra:
@@ -555,7 +618,13 @@ def _normalise_spec(spec: dict) -> dict:
         exc = spec.get("exclude") or []
         exc = [exc] if isinstance(exc, str) else list(exc)
         return {"local": str(Path(spec["local"]).expanduser().resolve()), "include": inc, "exclude": exc}
-    raise ValueError(f"set spec must have a 'debian' or a 'local' key, got {sorted(spec)}")
+    raise ValueError(f"set spec must have a 'debian', 'local', 'online' or 'rendered' key, got {sorted(spec)}")
+
+
+def _source_record(set_dir: Path) -> dict | None:
+    """What an online or rendering loader recorded (``None`` for other sources)."""
+    f = set_dir / _RECORD_FILE
+    return json.loads(f.read_text()) if f.is_file() else None
 
 
 def _manifest_hash(path: Path) -> str:
@@ -598,14 +667,18 @@ def download_set(
     """Fetch, verify and unpack one declared set; write ``<out_dir>/manifest.csv``.
 
     Args:
-        spec: a set spec (see the module docstring): ``{"debian": [...]}`` or
-            ``{"local": folder, "include": [...], "exclude": [...]}``.
+        spec: a set spec (see the module docstring): ``{"debian": [...]}``,
+            ``{"local": folder, "include": [...], "exclude": [...]}`` or
+            ``{"online": name, ...}`` or ``{"rendered": name, ...}``.
         out_dir: the set's folder; replaced atomically (built in a temporary
             folder beside it, then renamed).  Layout: ``audio/...``,
-            ``licences/<pkg>/copyright``, ``manifest.csv`` and ``.download.json``
-            (the normalised spec and the manifest's SHA-256).
+            ``licences/<pkg>/copyright``, ``manifest.csv``, ``manifest.json``
+            (the summary, :func:`musicdiff.data.summary.raw_set_summary`) and
+            ``.download.json`` (the normalised spec and the manifest's SHA-256).
         cache_dir: optional folder to keep downloaded .deb files in (reused when
             their SHA-256 matches); by default they are deleted after extraction.
+            Online sets keep their downloads under it too (see
+            :func:`musicdiff.data.online.fetch_online`).
         progress: show tqdm progress bars.
         verify_existing: if ``out_dir`` already holds a download of the same spec,
             re-hash its files (True) or only check that they exist (False) and,
@@ -619,13 +692,18 @@ def download_set(
 
     Raises:
         ValueError: malformed spec, or a .deb whose SHA-256 differs from the spec.
-        RuntimeError: apt-get missing, package version unavailable, nothing matched.
+        RuntimeError: apt-get missing, package version unavailable, nothing matched;
+            :class:`~musicdiff.data.online.OnlineSourceError` (a RuntimeError) when an
+            online set cannot be fetched and no local copy was given.
         FileNotFoundError: a local folder that does not exist.
     """
     out_dir = Path(out_dir)
     norm = _normalise_spec(spec)
     previous = _previous_is_valid(out_dir, norm, verify_existing)
     if previous is not None:
+        if not (out_dir / SUMMARY_FILE).is_file():  # a download made before summaries existed
+            summary = raw_set_summary(out_dir, norm, previous, record=_source_record(out_dir))
+            write_summary(out_dir / SUMMARY_FILE, summary)
         previous.attrs["timings"] = {}
         return previous
 
@@ -642,6 +720,10 @@ def download_set(
             if len(set(names)) != len(names):
                 raise ValueError(f"set spec lists a package twice: {names}")
             items = _build_debian(pkgs, tmp_out, Path(cache_dir) if cache_dir else None, progress, timings)
+        elif "online" in norm:
+            items = _build_online(norm, tmp_out, Path(cache_dir) if cache_dir else None)
+        elif "rendered" in norm:
+            items = _build_rendered(norm, tmp_out, progress)
         else:
             items = _build_local(Path(norm["local"]), norm["include"], norm["exclude"], tmp_out)
 
@@ -660,6 +742,9 @@ def download_set(
         # Only deterministic content goes into the output folder (no timings).
         state = {"spec": norm, "manifest_sha256": _manifest_hash(tmp_out / "manifest.csv")}
         (tmp_out / _STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+        summary = raw_set_summary(tmp_out, norm, read_manifest(tmp_out / "manifest.csv"), name=out_dir.name,
+                                  record=_source_record(tmp_out))
+        write_summary(tmp_out / SUMMARY_FILE, summary)
         _atomic_replace(tmp_out, out_dir)
     except BaseException:
         shutil.rmtree(tmp_out, ignore_errors=True)
