@@ -19,14 +19,25 @@ from musicdiff.tracking import stage_run
 from pipelines.common import ROOT, load_params, parser, record_path
 
 
-def reference_statistics(params: dict, embedding: str) -> dict:
-    """``{name: GaussianStats}`` of the ``reference_stats`` entries that cover ``embedding``."""
-    from musicdiff.data.reference_stats import covered_embeddings, load_reference_stats
+# ``reference_stats`` sources: name in params -> (embeddings covered, loader of GaussianStats)
+def _shipped_sources() -> dict:
+    from musicdiff.data.reference_stats import fma_pop_embeddings, fma_pop_stats
 
+    return {"fadtk/fma_pop": (fma_pop_embeddings, fma_pop_stats)}
+
+
+def reference_statistics(params: dict, embedding: str) -> dict:
+    """``{name: GaussianStats}`` of the ``reference_stats`` entries that cover ``embedding``.
+
+    Raises ``KeyError`` naming the known sources for an unknown one."""
+    sources = _shipped_sources()
     found = {}
     for name, source in (params.get("reference_stats") or {}).items():
-        if embedding in covered_embeddings(source):
-            found[name] = load_reference_stats(source, embedding)
+        if source not in sources:
+            raise KeyError(f"reference_stats.{name}: unknown source {source!r}; known: {sorted(sources)}")
+        covered, load = sources[source]
+        if embedding in covered():
+            found[name] = load(embedding)
     return found
 
 
