@@ -1,4 +1,4 @@
-"""The ``musicdiff`` command: reports from MLflow, re-logging records, FAD of two folders."""
+"""The ``musicdiff`` command: reports from MLflow, re-logging records, FAD of two folders, embedding weights."""
 
 from __future__ import annotations
 
@@ -78,6 +78,56 @@ def _fad(args) -> int:
     return 0
 
 
+def _weights_list() -> int:
+    from tabulate import tabulate
+
+    from musicdiff.weights import WEIGHTS_ENV, status, weights_dir
+
+    rows, problems = [], []
+    status_rows = status()
+    for row in status_rows:
+        found = row.found
+        check = ("-" if found is None else
+                 f"verified ({found.check}) {found.sha256[:12]}" if found.verified and found.sha256 else
+                 f"unverified, sha256 {found.sha256[:12]}" if found and found.sha256 else
+                 f"unverified, {found.note}")
+        if row.problem:
+            check = "MISMATCH"
+            problems.append(row.problem)
+        rows.append([row.embedding, row.entry.filename, "yes" if row.required else "optional", row.state, check,
+                     f"{found.path}  ({found.where})" if found else "-"])
+    print(tabulate(rows, headers=["embedding", "needs", "required", "status", "sha256 check", "found at"]))
+    print(f"\nweights folder (${WEIGHTS_ENV}): {weights_dir()}")
+    missing = {row.entry.key: row.entry for row in status_rows if row.required and row.state != "present"}
+    if missing:
+        print("missing or mismatching (download on a machine with network access, then "
+              "`musicdiff weights import FILE`; Hugging Face repositories go into the HF cache):")
+        for entry in missing.values():
+            print(f"  {entry.filename}: {entry.url}  [licence: {entry.licence}]")
+    for problem in dict.fromkeys(problems):
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _weights(args) -> int:
+    from musicdiff.weights import UnknownWeightsError, import_weights
+
+    if args.weights_command in (None, "list"):
+        return _weights_list()
+    try:
+        found = import_weights(args.file, args.name)
+    except UnknownWeightsError as error:
+        print(f"musicdiff weights import: error: {error}", file=sys.stderr)
+        return 2
+    how = (f"verified ({found.check})" if found.verified else
+           "unverified: no hash of this code is published; this tree SHA-256 of its .py files goes into the "
+           "embedding's config" if found.entry.kind == "hub-repo" else
+           "UNVERIFIED: no SHA-256 is published for this file; this one is recorded as the weight hash of "
+           "every result computed with it")
+    print(f"{found.entry.key}: installed {found.path}\n  sha256 {found.sha256}  {how}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="musicdiff", description=(
         "Reproducible benchmark for music diffusion models. The pipeline runs with `dvc repro`; "
@@ -105,11 +155,21 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fad", help="FAD of EVAL_DIR against REF_DIR (any two folders of audio)")
     p.add_argument("ref_dir")
     p.add_argument("eval_dir")
-    p.add_argument("--embedding", default="musicnn", help="musicnn (default) or logmel-stats")
+    p.add_argument("--embedding", default="musicnn",
+                   help="musicnn (default), logmel-stats, vggish, clap-laion-audio or clap-laion-music")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the CI")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=None, help="embedding cache folder (content-addressed)")
     p.set_defaults(func=_fad)
+
+    p = sub.add_parser("weights", help="list the embeddings' weight files and where they were found; import one")
+    wsub = p.add_subparsers(dest="weights_command")
+    wsub.add_parser("list", help="table of every registry entry: present or missing, where, SHA-256 check (default)")
+    w = wsub.add_parser("import", help="check a downloaded weight file (or the torchvggish hub folder) by SHA-256 "
+                                       "and copy it atomically into $MUSICDIFF_WEIGHTS")
+    w.add_argument("file", help="the file (or folder) to import")
+    w.add_argument("--name", default=None, help="registry entry (default: inferred from the file name or its SHA-256)")
+    p.set_defaults(func=_weights, weights_command=None)
 
     args = parser.parse_args(argv)
     from musicdiff.tracking import MissingRunError

@@ -67,11 +67,15 @@ def _check_audio(audio: np.ndarray) -> np.ndarray:
     return audio
 
 
+EMBEDDINGS = ("clap-laion-audio", "clap-laion-music", "logmel-stats", "musicnn", "vggish")
+
+
 def get_embedding(name: str, **options):
-    """The embedding called ``name`` (musicnn | logmel-stats), built with ``options``.
+    """The embedding called ``name`` (one of :data:`EMBEDDINGS`), built with ``options``.
 
     Raises ``KeyError`` naming the known embeddings for an unknown name; loaders raise
-    ``RuntimeError`` naming the missing weights and how to provide them.
+    ``RuntimeError`` naming the missing weights and how to provide them
+    (:class:`musicdiff.weights.MissingWeightsError` for VGGish and CLAP).
     """
     if name == "musicnn":
         from musicdiff.metrics.musicnn import MusicnnEmbedding
@@ -79,7 +83,15 @@ def get_embedding(name: str, **options):
         return MusicnnEmbedding(**options)
     if name == "logmel-stats":
         return LogMelStats(**options)
-    raise KeyError(f"unknown embedding {name!r}; known: ['logmel-stats', 'musicnn']")
+    if name == "vggish":
+        from musicdiff.metrics.vggish import VggishEmbedding
+
+        return VggishEmbedding(**options)
+    if name in ("clap-laion-audio", "clap-laion-music"):
+        from musicdiff.metrics.clap import ClapEmbedding
+
+        return ClapEmbedding(kind=name.rsplit("-", 1)[1], **options)
+    raise KeyError(f"unknown embedding {name!r}; known: {list(EMBEDDINGS)}")
 
 
 def code_sha256(embedding) -> str:
