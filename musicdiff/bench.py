@@ -102,15 +102,38 @@ class ThroughputComparison:
         return self.audio_s / self.fadtk_s
 
 
+class FadtkCannotDecode(RuntimeError):
+    """fadtk's audio loading has no decoder on this machine."""
+
+
+def fadtk_resampling() -> bool:
+    """Which of fadtk's two decoders works here: ``True`` for torchaudio (torchaudio >= 2.9 needs
+    torchcodec with FFmpeg), ``False`` for the SoX command line. Raises :class:`FadtkCannotDecode`
+    when neither is available, naming both."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchcodec") is not None:
+        return True
+    if shutil.which("sox"):
+        return False
+    raise FadtkCannotDecode("fadtk cannot decode audio here: its torchaudio path needs torchcodec with FFmpeg, its "
+                            "other path the `sox` command (Debian package sox); install one to measure fadtk's "
+                            "throughput")
+
+
 def compare_throughput(embedding, loader, files: list[Path], audio_s: float) -> ThroughputComparison:
     """Embed ``files`` (total ``audio_s`` seconds) from scratch with musicdiff's ``embed_files`` (the
     object ``embedding``, no cache) and with fadtk's ``FrechetAudioDistance.cache_embedding_file``
     (``loader``: a fadtk ``ModelLoader`` whose model is the same network, already loaded), each on
     its own fresh copy of the files so neither finds the other's caches. Decoding, resampling and
-    writing the results are included on both sides, as a user would run them."""
+    writing the results are included on both sides, as a user would run them. Give WAV files: fadtk
+    hands other formats to FFmpeg. Raises :class:`FadtkCannotDecode` when fadtk has no decoder here."""
+    import fadtk.fad
     from fadtk.fad import FrechetAudioDistance
 
     from musicdiff.metrics.embeddings import embed_files
+
+    fadtk.fad.TORCHAUDIO_RESAMPLING = fadtk_resampling()
 
     with tempfile.TemporaryDirectory() as tmp:
         ours_dir, theirs_dir = Path(tmp) / "ours", Path(tmp) / "fadtk"

@@ -4,8 +4,8 @@ shipped FMA-Pop statistics). Logs one MLflow run; the report writes reports/tabl
 Metrics: ``frechet/<pair>/{ours,fadtk,abs_diff,ours_s,fadtk_s,dim}`` for FAD from the same
 statistics; ``float16/{fad_float32,fad_float16}`` for fadtk's float16 storage of embeddings;
 ``throughput/<embedding>/{ours_x_realtime,fadtk_x_realtime,ours_s,fadtk_s,audio_s,clips}`` for the
-same network embedded through both pipelines (tag ``throughput/<embedding>/weights``: ``pretrained``
-or ``random-init`` when only the architecture could be built offline).
+same network embedded through both pipelines (MusiCNN runs in fadtk's pipeline as a fadtk
+``ModelLoader``); an embedding whose weights are missing is tagged ``throughput/<embedding>/skipped``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from musicdiff.bench import compare_frechet, compare_throughput, float16_effect, shipped_stats
+from musicdiff.bench import FadtkCannotDecode, compare_frechet, compare_throughput, float16_effect, shipped_stats
 from musicdiff.metrics.fad import gaussian_stats
 from musicdiff.tracking import stage_run
 
@@ -71,11 +71,30 @@ def main() -> None:
         exact, rounded = float16_effect(mg, mubert)
         metrics.update({"float16/fad_float32": exact, "float16/fad_float16": rounded,
                         "float16/abs_diff": abs(exact - rounded)})
-        for name in settings.get("throughput_embeddings", []):
-            from musicdiff.bench_models import fadtk_pair
+        from musicdiff.bench_models import fadtk_pair
+        from musicdiff.weights import MissingWeightsError
 
-            embedding, loader, weights = fadtk_pair(name)
-            result = compare_throughput(embedding, loader, clips, audio_s)
+        wav_dir = ROOT / "data" / "bench" / "clips"  # the same 16-bit WAV inputs for both pipelines
+        wav_dir.mkdir(parents=True, exist_ok=True)
+        wavs = []
+        for clip in clips:
+            audio, rate = sf.read(clip, dtype="float32")
+            wavs.append(wav_dir / f"{clip.stem}.wav")
+            sf.write(wavs[-1], audio, rate, subtype="PCM_16")
+
+        for name in settings.get("throughput_embeddings", []):
+            try:
+                embedding, loader, weights = fadtk_pair(name, params)
+            except MissingWeightsError as error:
+                run.set_tags({f"throughput/{name}/skipped": str(error).splitlines()[0]})
+                print(f"throughput of {name} skipped: weights missing")
+                continue
+            try:
+                result = compare_throughput(embedding, loader, wavs, audio_s)
+            except FadtkCannotDecode as error:
+                run.set_tags({f"throughput/{name}/skipped": str(error)})
+                print(f"throughput of {name} skipped: {error}")
+                continue
             metrics.update({f"throughput/{name}/{k}": v for k, v in
                             {"ours_x_realtime": result.ours_x_realtime, "fadtk_x_realtime": result.fadtk_x_realtime,
                              "ours_s": result.ours_s, "fadtk_s": result.fadtk_s, "audio_s": result.audio_s,

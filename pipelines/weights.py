@@ -32,7 +32,8 @@ def find_weights(embedding: str, folder) -> dict:
 
     resolved = resolve(embedding)
     return {"embedding": embedding, "status": "present", "message": "",
-            "files": [{"file": f.path.name, "sha256": f.sha256, "verified": f.verified} for f in resolved.files]}
+            "files": [{"entry": key, "file": found.path.name, "sha256": found.sha256 or "", "verified": found.verified}
+                      for key, found in resolved.found.items()]}
 
 
 def main() -> None:

@@ -36,7 +36,9 @@ def bench_frames(runs: list[dict]) -> dict[str, pd.DataFrame]:
          "audio (s)": v["audio_s"], "musicdiff (x real time)": v["ours_x_realtime"],
          "fadtk (x real time)": v["fadtk_x_realtime"], "speed-up": v["fadtk_s"] / v["ours_s"]}
         for name, v in sorted(grouped("throughput").items())])
-    return {"frechet": frechet, "float16": float16, "throughput": throughput,
+    skipped = pd.DataFrame([{"embedding": key.split("/")[1], "skipped": value} for key, value in sorted(t.items())
+                            if key.startswith("throughput/") and key.endswith("/skipped")])
+    return {"frechet": frechet, "float16": float16, "throughput": throughput, "skipped": skipped,
             "setup": pd.DataFrame([{"repeats": p.get("repeats"), "threads": p.get("threads"),
                                     "device": t.get("device", "")}])}
 
@@ -62,7 +64,9 @@ def bench_markdown(tables: dict[str, pd.DataFrame]) -> str:
         parts += ["## Embedding throughput of the same network", "",
                   "fadtk's 23 ten-second clips embedded from scratch (decode, resample, embed, write) through "
                   "musicdiff's `embed_files` and fadtk's `cache_embedding_file`, with the same model object. "
-                  "`random-init` means the real architecture with random weights (the pretrained weights were "
-                  "not present); the time does not depend on the weights' values.", "",
+                  "MusiCNN runs in fadtk's pipeline as a fadtk `ModelLoader` around musicdiff's network.", "",
                   tables["throughput"].to_markdown(index=False, floatfmt=".4g"), ""]
+    if len(tables["skipped"]):
+        parts += ["Not measured (weights missing; `musicdiff weights` lists them):", "",
+                  tables["skipped"].to_markdown(index=False), ""]
     return "\n".join(parts)
