@@ -74,3 +74,31 @@ def test_too_few_frames_for_a_covariance_is_an_error():
         gaussian_stats(np.full((3, 4), np.nan))
     with pytest.raises(ValueError, match="no evaluation clips"):
         fad_score(np.zeros((3, 4)), [])
+
+
+def test_fad_stage_uses_shipped_statistics_only_for_the_embeddings_they_cover():
+    from pipelines.fad import reference_statistics
+
+    params = {"reference_stats": {"fma-pop": "fadtk/fma_pop"}}
+    stats = reference_statistics(params, "clap-laion-music")
+    assert list(stats) == ["fma-pop"] and stats["fma-pop"].mu.shape == (512,) and stats["fma-pop"].n == 0
+    assert reference_statistics(params, "musicnn") == {}
+    with pytest.raises(KeyError, match="fadtk/fma_pop"):
+        reference_statistics({"reference_stats": {"x": "nowhere/else"}}, "vggish")
+
+
+def test_fad_and_fad_inf_against_shipped_statistics_recover_a_known_distance():
+    # Evaluation clips drawn from FMA-Pop's own VGGish Gaussian: FAD against the shipped statistics
+    # must fall towards 0 as clips are added, and FAD-inf (1/n extrapolation) must sit near 0.
+    from musicdiff.data.reference_stats import fma_pop_stats
+    from musicdiff.metrics.fad import fad_score
+    from musicdiff.metrics.kad import fad_inf
+
+    ref = fma_pop_stats("vggish")
+    rng = np.random.default_rng(0)
+    clips = [rng.multivariate_normal(ref.mu, ref.cov, size=10) for _ in range(200)]
+    small = fad_score(ref, clips[:50], n_bootstrap=0).fad
+    large = fad_score(ref, clips, n_bootstrap=0).fad
+    inf = fad_inf(ref, clips, repeats=3, seed=0)
+    assert 0 < large < small
+    assert abs(inf.fad_inf) < 0.25 * large and inf.r2 > 0.9
