@@ -146,3 +146,33 @@ def test_embedding_names_and_unknown_kind():
         get_embedding("vggish-typo")
     with pytest.raises(ValueError, match="kind must be one of"):
         ClapEmbedding("speech")
+
+
+def _pretrained_or_skip(name: str):
+    try:
+        w.resolve(name)
+    except w.MissingWeightsError:
+        pytest.skip(f"{name} weights are not on this machine (`musicdiff weights`); this check needs the real ones")
+
+
+@pytest.mark.parametrize("name,column", [("vggish", "FAD_vggish_fma_pop"),
+                                         ("clap-laion-audio", "FAD_clap_laion_audio_fma_pop"),
+                                         ("clap-laion-music", "FAD_clap_laion_music_fma_pop")])
+def test_pretrained_fad_of_fadtks_clips_against_fma_pop_matches_fadtks_published_score(name, column, fadtk_clips):
+    """With the REAL weights only (skipped otherwise): FAD of fadtk's 23 shipped clips against the
+    FMA-Pop statistics it ships must match the score fadtk publishes for them (samples_FAD_scores.csv,
+    row samples/all) within 5%; fadtk resamples with its own filter and stores float16 embeddings."""
+    import csv
+
+    import fadtk
+
+    from musicdiff.data.reference_stats import fma_pop_stats
+    from musicdiff.metrics.embeddings import embed_files
+    from musicdiff.metrics.fad import fad_score
+
+    _pretrained_or_skip(name)
+    with open(Path(fadtk.__file__).parent / "test" / "samples_FAD_scores.csv") as fh:
+        published = float(next(r for r in csv.DictReader(fh) if r["song_id"] == "samples/all")[column])
+    embedded = embed_files(get_embedding(name), fadtk_clips, progress=False)
+    ours = fad_score(fma_pop_stats(name), embedded.clips, n_bootstrap=0).fad
+    assert ours == pytest.approx(published, rel=0.05)
