@@ -27,7 +27,7 @@ def fad_frame(runs: list[dict]) -> pd.DataFrame:
         base = {"embedding": t["embedding"], "evaluation": t["evaluation_set"], "variant": t.get("variant", ""),
                 "sampler": t.get("sampler", "")}
         if t.get("skipped"):
-            rows.append({**base, "reference": "", "skipped": t["skipped"]})
+            rows.append({**base, "reference": "", "skipped": t["skipped"].splitlines()[0]})  # full text: the run's tag
             continue
         for ref in sorted({k.split("/")[0] for k in m if k.endswith("/fad")}):
             r = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith(f"{ref}/")}
