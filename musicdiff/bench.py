@@ -65,15 +65,6 @@ def compare_frechet(label: str, ref: GaussianStats, evl: GaussianStats, repeats:
     )
 
 
-def shipped_stats(embedding: str) -> GaussianStats:
-    """fadtk's shipped FMA-Pop statistics of ``embedding`` as float64 ``GaussianStats`` (n unknown: 0)."""
-    from importlib import resources
-
-    with resources.as_file(resources.files("fadtk") / "stats" / "fma_pop.npz") as path, np.load(path) as z:
-        return GaussianStats(mu=z[f"{embedding}.mu"].astype(np.float64), cov=z[f"{embedding}.cov"].astype(np.float64),
-                             n=0)
-
-
 def float16_effect(ref_frames: np.ndarray, eval_frames: np.ndarray) -> tuple[float, float]:
     """FAD from float32 embeddings and from the same embeddings rounded to float16 (fadtk stores
     every embedding as float16, ``ModelLoader.get_embedding``): ``(fad_float32, fad_float16)``."""

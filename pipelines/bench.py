@@ -17,7 +17,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from musicdiff.bench import FadtkCannotDecode, compare_frechet, compare_throughput, float16_effect, shipped_stats
+from musicdiff.bench import FadtkCannotDecode, compare_frechet, compare_throughput, float16_effect
+from musicdiff.data.reference_stats import fma_pop_stats
 from musicdiff.metrics.fad import gaussian_stats
 from musicdiff.tracking import stage_run
 
@@ -62,7 +63,7 @@ def main() -> None:
             groups.setdefault(Path(path).name.split("-")[0], []).append(frames)
         mg, mubert = np.concatenate(groups["mg"]), np.concatenate(groups["mubert"])
         pairs = {"musicnn-musicgen-vs-mubert": (gaussian_stats(mg), gaussian_stats(mubert))}
-        pairs.update({label: (shipped_stats(a), shipped_stats(b)) for label, (a, b) in SHIPPED_PAIRS.items()})
+        pairs.update({label: (fma_pop_stats(a), fma_pop_stats(b)) for label, (a, b) in SHIPPED_PAIRS.items()})
         for label, (ref, evl) in pairs.items():
             result = compare_frechet(label, ref, evl, repeats)
             metrics.update({f"frechet/{label}/{k}": v for k, v in
