@@ -49,6 +49,19 @@ def build_embedding(params: dict, name: str):
     return get_embedding(name, **options)
 
 
+def embed_folder(params: dict, name: str, folder) -> "EmbeddedSet":
+    """Embeddings of every WAV under ``folder`` with embedding ``name`` (through the shared
+    content-addressed cache), or a skipped set when the weights@ stage found its weights missing."""
+    from musicdiff.metrics.embeddings import EmbeddedSet, embed_files
+
+    status = weights_status(name)
+    if status["status"] != "present":
+        return EmbeddedSet.skip(name, status["message"])
+    files = sorted(folder.rglob("*.wav"))
+    return embed_files(build_embedding(params, name), files, cache_dir=ROOT / "data" / "cache" / "embeddings",
+                       root=ROOT)
+
+
 def main() -> None:
     args = parser(__doc__, "--embedding", "--set", "--group").parse_args()
     params = load_params()

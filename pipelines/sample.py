@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import time
-
 import torch
-from diffusers import DDPMScheduler
 
 from musicdiff.data.audio import write_float_wav
-from musicdiff.models.registry import load_denoiser
-from musicdiff.representation import Decoder, Representation
-from musicdiff.sampling import generate
-from musicdiff.schedulers import build_sampler
 from musicdiff.tracking import stage_run
+from musicdiff.trained import TrainedVariant
 
 from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path
+
+
+def write_clips(out_dir, prefix: str, audio: torch.Tensor, sample_rate: int) -> None:
+    """Write clips (n, samples) as ``<prefix>_<i:04d>.wav`` (float32) into ``out_dir``, atomically."""
+    with atomic_dir(out_dir) as tmp:
+        for i, clip in enumerate(audio):
+            write_float_wav(tmp / f"{prefix}_{i:04d}.wav", clip.numpy(), sample_rate)
 
 
 def main() -> None:
@@ -32,19 +33,11 @@ def main() -> None:
                    data_paths=[model_dir / "unet_ema"]) as run:
         run.log_params({"sampler": sampler_cfg, "n_samples": settings["n_samples"],
                         "batch_size": settings["batch_size"], "seed": settings["seed"]})
-        representation = Representation.load(model_dir)
-        model = load_denoiser(family, model_dir / "unet_ema")
-        sampler = build_sampler(sampler_cfg["scheduler"], DDPMScheduler.from_pretrained(model_dir / "scheduler"))
-        result = generate(model, sampler, settings["n_samples"], representation.shape,
-                          sampler_cfg["num_inference_steps"], seed=settings["seed"],
-                          batch_size=settings["batch_size"], device=device, eta=sampler_cfg.get("eta", 0.0))
-        decode = Decoder(representation, model_dir)
-        began = time.perf_counter()
-        audio = decode(result.samples)
-        decode_seconds = time.perf_counter() - began
-        with atomic_dir(out_dir) as tmp:
-            for i, clip in enumerate(audio):
-                write_float_wav(tmp / f"{instance}_{i:04d}.wav", clip.numpy(), representation.sample_rate)
+        trained = TrainedVariant.load(family, model_dir)
+        representation = trained.representation
+        audio, result, decode_seconds = trained.generate_audio(sampler_cfg, settings["n_samples"], settings["seed"],
+                                                               settings["batch_size"], device)
+        write_clips(out_dir, instance, audio, representation.sample_rate)
         audio_seconds = audio.shape[0] * audio.shape[-1] / representation.sample_rate
         run.log_metrics({
             "clips": audio.shape[0], "clip_seconds": audio.shape[-1] / representation.sample_rate,

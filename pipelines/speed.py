@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import torch
-from diffusers import DDPMScheduler
 
-from musicdiff.models.registry import load_denoiser
-from musicdiff.representation import Decoder, Representation
-from musicdiff.schedulers import build_sampler
 from musicdiff.speed import time_samplers
 from musicdiff.tracking import stage_run
+from musicdiff.trained import TrainedVariant
 
 from pipelines.common import ROOT, load_params, parser, record_path
 
@@ -26,15 +23,13 @@ def main() -> None:
                          "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu"},
                    data_paths=[model_dir / "unet_ema"]) as run:
         run.log_params({"speed": settings, "samplers": params["samplers"]})
-        representation = Representation.load(model_dir)
-        model = load_denoiser(family, model_dir / "unet_ema")
-        decoder = Decoder(representation, model_dir)
-        noise_scheduler = DDPMScheduler.from_pretrained(model_dir / "scheduler")
+        trained = TrainedVariant.load(family, model_dir)
+        representation = trained.representation
         metrics = {"threads": torch.get_num_threads(), "clip_seconds": representation.clip_seconds,
                    "batch_size": settings["batch_size"], "repeats": settings["repeats"]}
-        samplers = {name: (build_sampler(cfg["scheduler"], noise_scheduler), cfg["num_inference_steps"],
-                           cfg.get("eta", 0.0)) for name, cfg in params["samplers"].items()}
-        results = time_samplers(model, samplers, decoder, representation.shape, representation.sample_rate,
+        samplers = {name: (trained.sampler(cfg["scheduler"]), cfg["num_inference_steps"], cfg.get("eta", 0.0))
+                    for name, cfg in params["samplers"].items()}
+        results = time_samplers(trained.model, samplers, trained.decoder, representation.shape, representation.sample_rate,
                                 batch_size=settings["batch_size"], warmup=settings["warmup"],
                                 repeats=settings["repeats"], seed=settings["seed"], device=device)
         for name, result in results.items():
