@@ -30,7 +30,12 @@ def clip_levels(instance: str, level: str) -> dict[str, float]:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `dvc repro levels@{instance}` first")
     record = StageRecord.read(path)
-    return {name: record.metrics[f"clip_{i:04d}/{level}"] for i, name in enumerate(record.params["files"])}
+    found = {name: record.metrics.get(f"clip_{i:04d}/{level}") for i, name in enumerate(record.params["files"])}
+    missing = [name for name, value in found.items() if value is None]
+    if missing:
+        raise ValueError(f"{instance}: no {level} for {len(missing)} clip(s), e.g. {missing[0]} (LUFS needs clips of "
+                         "at least 400 ms); set noisy_filter.level to rms_dbfs")
+    return found
 
 
 def main() -> None:

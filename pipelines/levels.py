@@ -34,11 +34,15 @@ def main() -> None:
                 raise ValueError(f"{path}: expected a mono clip, got {audio.shape[1]} channels")
             level = clip_level(audio, sample_rate).to_dict()
             for name, value in level.items():
-                metrics[f"clip_{i:04d}/{name}"] = value
-                values[name].append(value)
+                if np.isfinite(value):  # LUFS is NaN for clips shorter than 400 ms: not recorded
+                    metrics[f"clip_{i:04d}/{name}"] = value
+                    values[name].append(value)
         for name, v in values.items():
-            metrics.update({f"mean_{name}": float(np.mean(v)), f"median_{name}": float(np.median(v)),
-                            f"min_{name}": float(np.min(v)), f"max_{name}": float(np.max(v))})
+            if v:
+                metrics.update({f"mean_{name}": float(np.mean(v)), f"median_{name}": float(np.median(v)),
+                                f"min_{name}": float(np.min(v)), f"max_{name}": float(np.max(v))})
+            else:
+                run.set_tags({f"no_{name}": "clips shorter than one 400 ms loudness block"})
         run.log_metrics(metrics)
 
 

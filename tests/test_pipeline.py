@@ -53,7 +53,7 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
                                     "down_block_types": ["DownBlock1DNoSkip", "DownBlock1D", "AttnDownBlock1D"],
                                     "up_block_types": ["AttnUpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"],
                                     "mid_block_type": "UNetMidBlock1D", "time_embedding_dim": 16},
-                          "train": {"max_steps": 4, "checkpoint_steps": [2]}},
+                          "train": {"max_steps": 4, "checkpoint_steps": [3]}},
     }
     params["train"].update({"max_steps": 6, "batch_size": 4, "checkpoint_steps": [3], "warmup_steps": 1,
                             "log_every": 2})
@@ -67,6 +67,12 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
     params["embed"]["embeddings"] = ["musicnn", "vggish"]
     params["embed"]["on_missing_weights"] = "skip"
     params["bench"] = {"repeats": 1, "throughput_embeddings": []}
+    # The analyses: FAD at checkpoints 3 and 6 (the waveform variant stops at 4: step 6 is not reached),
+    # FAD vs n on 8 latent clips, outliers against the held-out clips.
+    params["training_curve"].update({"steps": [3, 6], "sampler": "ddim2", "n_samples": 4,
+                                     "reference_sets": ["heldout", "drums"]})
+    params["sample_size"].update({"variant": "latent-32x32", "sampler": "ddim2", "n_samples": 8, "sizes": [2, 4, 8],
+                                  "repeats": 3, "reference_sets": ["heldout", "drums"]})
     return params
 
 
@@ -181,8 +187,9 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     names = {r.info.run_name for r in runs}
     records = sorted((root / "metrics").rglob("*.json"))
     # download, prepare, features, vae, train, sample, speed, then per embedding (musicnn, vggish):
-    # weights, embed (5 references + 8 sets), fad; bench
-    assert len(runs) == len(records) == 4 + 4 + 2 + 1 + 4 + 8 + 4 + 2 * (1 + 13 + 8) + 1
+    # weights, embed (5 references + 8 sets), fad; bench; levels (8 sets), filter and outliers per
+    # embedding, steps per variant, sample_size
+    assert len(runs) == len(records) == 4 + 4 + 2 + 1 + 4 + 8 + 4 + 2 * (1 + 13 + 8) + 1 + 8 + 2 + 2 + 4 + 1
     assert "fad@musicnn-mel-32x32-ddpm" in names and "train@waveform-2048" in names and "vae@vae-32x32" in names
     fad_run = next(r for r in runs if r.info.run_name == "fad@musicnn-latent-32x32-ddim2")
     assert fad_run.data.tags["sampler"] == "ddim2" and fad_run.data.tags["variant"] == "latent-32x32"
@@ -194,15 +201,18 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     assert len(client.get_metric_history(train_run.info.run_id, "loss")) == 3
 
 
-def test_second_repro_is_a_no_op_and_report_regenerates_identical_tables(workspace):
+def test_second_repro_is_a_no_op_and_report_regenerates_every_file(workspace):
     root, env = workspace
     again = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
     assert again.returncode == 0
     assert "Running stage" not in again.stdout
-    before = (root / "reports" / "tables" / "fad.csv").read_text()
-    (root / "reports" / "tables" / "fad.csv").unlink()
+    files = sorted(p for p in (root / "reports").rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    shutil.rmtree(root / "reports")
     subprocess.run([sys.executable, "-m", "musicdiff.cli", "report"], cwd=root, env=env, check=True)
-    assert (root / "reports" / "tables" / "fad.csv").read_text() == before
+    assert sorted(p for p in (root / "reports").rglob("*") if p.is_file()) == files
+    for path, content in before.items():  # tables and figures, byte for byte
+        assert path.read_bytes() == content, path
 
 
 def test_report_on_a_store_without_the_runs_names_the_fix_and_relog_repairs_it(workspace, tmp_path):
@@ -232,3 +242,85 @@ def test_report_stage_relogs_records_of_stages_dvc_skipped_into_a_fresh_store(wo
     again = subprocess.run([sys.executable, "-m", "pipelines.report"], cwd=root, env=fresh,
                            capture_output=True, text=True, check=True)
     assert "re-logged" not in again.stdout
+
+
+def test_report_writes_every_table_in_three_formats_and_indexes_every_file(workspace):
+    root, _ = workspace
+    reports = root / "reports"
+    for table in ("fad", "speed", "bench", "noisy_filtering", "fad_vs_steps", "fad_vs_n_samples", "outliers"):
+        for ext in ("md", "csv", "tex"):
+            assert (reports / "tables" / f"{table}.{ext}").stat().st_size > 0, (table, ext)
+        assert "\\begin{tabular}" in (reports / "tables" / f"{table}.tex").read_text()
+    index = (reports / "README.md").read_text()
+    for path in (p for p in reports.rglob("*") if p.is_file() and p.name != "README.md"):
+        line = next(line for line in index.splitlines() if f"]({path.relative_to(reports)})" in line)
+        assert line.split("): ", 1)[1].endswith("."), line  # a sentence describes each file
+    import matplotlib.image
+
+    for figure in ("clip_levels", "fad_vs_steps", "fad_vs_n_samples"):
+        pixels = matplotlib.image.imread(reports / "figures" / f"{figure}.png")
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 500 and pixels.std() > 0.05
+
+
+def test_noisy_filter_removes_the_clips_above_the_threshold(workspace):
+    import pandas as pd
+
+    root, _ = workspace
+    record = _record(root, "filter", "musicnn")
+    for name in ("mel-32x32-ddpm", "waveform-2048-ddim2"):
+        levels = _record(root, "levels", name)
+        louder = [f for i, f in enumerate(levels["params"]["files"]) if levels["metrics"][f"clip_{i:04d}/rms_dbfs"] > -12]
+        assert record["params"]["removed"][name] == louder
+        assert record["metrics"][f"{name}/n_removed"] == len(louder)
+        assert record["metrics"][f"{name}/heldout/fad"] > 0
+        assert (f"{name}/heldout/filtered_fad" in record["metrics"]) == (4 - len(louder) >= 2)
+    assert _record(root, "filter", "vggish")["tags"]["skipped"]
+    table = (root / "reports" / "tables" / "noisy_filtering.md").read_text()
+    assert "| Reference set   | Sampler   | musicnn (original / filtered)" in table
+    assert "## Model mel-32x32" in table and "## Level of the generated clips" in table
+    rows = pd.read_csv(root / "reports" / "tables" / "noisy_filtering.csv")
+    assert set(rows["reference"].dropna()) == {"heldout", "train", "ambient", "drums", "band"}
+
+
+def test_fad_vs_steps_scores_each_checkpoint_the_variant_reached(workspace):
+    import pandas as pd
+
+    root, _ = workspace
+    rows = pd.read_csv(root / "reports" / "tables" / "fad_vs_steps.csv")
+    steps = rows.groupby("variant")["step"].apply(lambda s: sorted(set(s))).to_dict()
+    assert steps == {"mel-32x32": [3, 6], "dit-32x32": [3, 6], "latent-32x32": [3, 6], "waveform-2048": [3]}
+    assert _record(root, "steps", "waveform-2048")["tags"]["steps_not_reached"] == "6"
+    assert (rows["fad"] > 0).all() and (rows["n_eval_clips"] == 4).all()
+    clips = sorted((root / "data" / "steps" / "mel-32x32" / "step_3").glob("*.wav"))
+    assert len(clips) == 4
+    # different weights at steps 3 and 6 generate different audio from the same noise
+    early, late = sf.read(clips[0])[0], sf.read(root / "data" / "steps" / "mel-32x32" / "step_6" /
+                                                 clips[0].name.replace("step_3", "step_6"))[0]
+    assert not np.allclose(early, late)
+
+
+def test_fad_vs_n_samples_and_outliers_are_reported(workspace):
+    import pandas as pd
+
+    root, _ = workspace
+    rows = pd.read_csv(root / "reports" / "tables" / "fad_vs_n_samples.csv")
+    assert sorted(set(rows["n"])) == [2, 4, 8] and set(rows["reference"]) == {"heldout", "drums"}
+    assert rows["fad_inf"].notna().all()
+    assert len(list((root / "data" / "sample_size" / "latent-32x32-ddim2").glob("*.wav"))) == 8
+    record = _record(root, "outliers", "musicnn")
+    top = record["params"]["top"]["mel-32x32-ddpm"]
+    assert len(top) == 4 and all((root / clip["path"]).exists() for clip in top)
+    assert [c["z"] for c in top] == sorted((c["z"] for c in top), reverse=True)
+    assert record["metrics"]["mel-32x32-ddpm/z_max"] == pytest.approx(top[0]["z"], abs=1e-3)
+    assert "train" in record["params"]["sets"] and "drums" in record["params"]["sets"]
+    assert "## Top outliers with their audio" in (root / "reports" / "tables" / "outliers.md").read_text()
+
+
+def test_dvc_plots_show_renders_the_figures(workspace, tmp_path):
+    root, env = workspace
+    done = subprocess.run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], cwd=root, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "plots" / "index.html").read_text()
+    for figure in ("clip_levels", "fad_vs_steps", "fad_vs_n_samples"):
+        assert figure in page

@@ -10,7 +10,8 @@ before computing FAD again. musicdiff measures two levels per clip:
   absolute gate at -70 LUFS and relative gate at -10 LU) with ``pyloudnorm``.
 
 Both are floored at :data:`LEVEL_FLOOR_DB` (digital silence is -inf dBFS and a clip below the
-absolute gate has no integrated loudness), so the values stay finite in records and tables.
+absolute gate has no integrated loudness), so the values stay finite in records and tables. A clip
+shorter than one 400 ms block has no integrated loudness: its ``lufs`` is NaN.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ def clip_level(audio: np.ndarray, sample_rate: int) -> ClipLevel:
     """RMS level (dBFS), integrated loudness (LUFS) and sample peak (dBFS) of a mono clip.
 
     ``audio``: (samples,) float, full scale 1.0 (values beyond 1.0 are kept, so an over-loud clip
-    reads above 0 dBFS). Levels below :data:`LEVEL_FLOOR_DB` are reported as the floor.
+    reads above 0 dBFS); ``sample_rate`` in Hz. Levels below :data:`LEVEL_FLOOR_DB` are reported as
+    the floor; ``lufs`` is NaN for a clip shorter than one 400 ms block (BS.1770-4 cannot measure it).
 
-    Raises ``ValueError`` for a clip that is not 1-D, has non-finite samples, or is shorter than one
-    400 ms loudness block (BS.1770-4 cannot measure it).
+    Raises ``ValueError`` for an empty clip, one that is not 1-D or one with non-finite samples.
     """
     import pyloudnorm
 
@@ -53,13 +54,16 @@ def clip_level(audio: np.ndarray, sample_rate: int) -> ClipLevel:
         raise ValueError(f"clip_level expects a mono clip (samples,), got shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("clip has NaN or infinite samples")
-    if x.shape[0] < 0.4 * sample_rate:
-        raise ValueError(f"clip of {x.shape[0] / sample_rate:.3f} s is shorter than one 400 ms loudness block")
+    if x.shape[0] == 0:
+        raise ValueError("empty clip")
     peak = float(np.abs(x).max())
-    with np.errstate(divide="ignore"):
-        lufs = float(pyloudnorm.Meter(sample_rate).integrated_loudness(x))
+    lufs = float("nan")
+    if x.shape[0] >= 0.4 * sample_rate:
+        with np.errstate(divide="ignore"):
+            lufs = float(pyloudnorm.Meter(sample_rate).integrated_loudness(x))
+            lufs = max(lufs, LEVEL_FLOOR_DB) if np.isfinite(lufs) else LEVEL_FLOOR_DB
     return ClipLevel(rms_dbfs=max(rms_dbfs(x), LEVEL_FLOOR_DB),
-                     lufs=max(lufs, LEVEL_FLOOR_DB) if np.isfinite(lufs) else LEVEL_FLOOR_DB,
+                     lufs=lufs,
                      peak_dbfs=max(20.0 * np.log10(peak), LEVEL_FLOOR_DB) if peak > 0 else LEVEL_FLOOR_DB)
 
 

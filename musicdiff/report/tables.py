@@ -65,33 +65,31 @@ METRICS = {
 }
 
 
-def _ordered(values, order: list[str] | None) -> list[str]:
+def ordered(values, order: list[str] | None) -> list[str]:
     values = list(dict.fromkeys(values))
     order = [v for v in (order or []) if v in values]
     return order + sorted(v for v in values if v not in order)
 
 
-def fad_markdown(frame: pd.DataFrame, reference_order: list[str] | None = None,
-                 embedding_order: list[str] | None = None, sampler_order: list[str] | None = None) -> str:
-    """Per metric (FAD, FAD-inf, KAD) one table: model x sampler rows, embedding x reference-set
-    columns (``<embedding>: <reference>``), each cell ``value (95% CI low to high)``, plus the
-    evaluation set's clip count; then the reference sets' sizes per embedding and the embeddings
-    that were skipped, with the reason."""
+def fad_sections(frame: pd.DataFrame, reference_order: list[str] | None = None,
+                 embedding_order: list[str] | None = None,
+                 sampler_order: list[str] | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """Per metric (FAD, FAD-inf, KAD) one ``(heading, table)``: model x sampler rows, embedding x
+    reference-set columns (``<embedding>: <reference>``), each cell ``value (95% CI low to high)``,
+    plus the evaluation set's clip count."""
     scored = frame[frame["skipped"].fillna("") == ""]
-    skipped = frame[frame["skipped"].fillna("") != ""]
-    embeddings = _ordered(scored["embedding"], embedding_order)
     columns = []  # (embedding, reference)
-    for embedding in embeddings:
+    for embedding in ordered(scored["embedding"], embedding_order):
         block = scored[scored["embedding"] == embedding]
-        columns += [(embedding, r) for r in _ordered(block["reference"], reference_order)]
-    parts = []
+        columns += [(embedding, r) for r in ordered(block["reference"], reference_order)]
+    sections = []
     for value, (low, high), heading in METRICS.values():
         if value not in scored or scored[value].isna().all():
             continue
         present = [c for c in columns if scored[(scored["embedding"] == c[0]) & (scored["reference"] == c[1])][value]
                    .notna().any()]
         table = {}
-        samplers = _ordered(scored["sampler"], sampler_order)
+        samplers = ordered(scored["sampler"], sampler_order)
         groups = sorted(scored.groupby(["variant", "sampler"], sort=False),
                         key=lambda item: (item[0][0], samplers.index(item[0][1])))
         for (variant, sampler), rows in groups:
@@ -103,13 +101,25 @@ def fad_markdown(frame: pd.DataFrame, reference_order: list[str] | None = None,
             table[(variant, sampler)] = cells
         out = pd.DataFrame.from_dict(table, orient="index")
         out.index = pd.MultiIndex.from_tuples(out.index, names=["model", "sampler"])
-        parts.append(f"## {heading}\n\n{out.reset_index().to_markdown(index=False)}\n")
+        sections.append((heading, out.reset_index()))
+    return sections
+
+
+def fad_markdown(frame: pd.DataFrame, reference_order: list[str] | None = None,
+                 embedding_order: list[str] | None = None, sampler_order: list[str] | None = None) -> str:
+    """The tables of :func:`fad_sections`, then the reference sets' sizes per embedding and the
+    embeddings that were skipped, with the reason."""
+    scored = frame[frame["skipped"].fillna("") == ""]
+    skipped = frame[frame["skipped"].fillna("") != ""]
+    embeddings = ordered(scored["embedding"], embedding_order)
+    parts = [f"## {heading}\n\n{table.to_markdown(index=False)}\n"
+             for heading, table in fad_sections(frame, reference_order, embedding_order, sampler_order)]
     sizes = []
     for embedding in embeddings:
         block = scored[scored["embedding"] == embedding]
         first = block.groupby("reference", sort=False).first()
         described = []
-        for ref in _ordered(block["reference"], reference_order):
+        for ref in ordered(block["reference"], reference_order):
             row = first.loc[ref]
             described.append(f"{ref} {row['n_ref_clips']} clips ({row['n_ref']} frames)" if row["n_ref_clips"]
                              else f"{ref} shipped statistics (no clips)")
