@@ -148,7 +148,8 @@ def filter_sections(frame: pd.DataFrame, levels: pd.DataFrame, settings: dict,
                          f"removed ({level})": int(removed.get((variant, sampler), 0))})
         samplers = ordered(levels["sampler"], sampler_order)
         table = pd.DataFrame(rows)
-        table = table.iloc[sorted(range(len(table)), key=lambda i: (table["model"][i], samplers.index(table["sampler"][i])))]
+        order = sorted(range(len(table)), key=lambda i: (table["model"][i], samplers.index(table["sampler"][i])))
+        table = table.iloc[order]
         sections.append(("Level of the generated clips", table.reset_index(drop=True)))
     skipped = frame[frame["skipped"].fillna("") != ""]
     if len(skipped):

@@ -33,7 +33,8 @@ def fad_frame(runs: list[dict]) -> pd.DataFrame:
             r = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith(f"{ref}/")}
             rows.append({
                 **base, "reference": ref, "fad": r["fad"],
-                "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "mean_term": r["mean_term"],
+                "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "bootstrap_bias": r.get("bootstrap_bias"),
+                "mean_term": r["mean_term"],
                 "trace_term": r["trace_term"], "n_eval_clips": int(r["n_eval_clips"]), "n_eval": int(r["n_eval"]),
                 "n_ref_clips": int(r.get("n_ref_clips", 0)), "n_ref": int(r["n_ref"]),
                 "kad": r.get("kad"), "kad_ci_low": r.get("kad_ci_low"), "kad_ci_high": r.get("kad_ci_high"),
@@ -42,7 +43,7 @@ def fad_frame(runs: list[dict]) -> pd.DataFrame:
                 "fad_inf_ci_high": r.get("fad_inf_ci_high"), "skipped": "",
             })
     columns = ["embedding", "evaluation", "variant", "sampler", "reference", "fad", "ci_low", "ci_high",
-               "mean_term", "trace_term", "n_eval_clips", "n_eval", "n_ref_clips", "n_ref",
+               "bootstrap_bias", "mean_term", "trace_term", "n_eval_clips", "n_eval", "n_ref_clips", "n_ref",
                "kad", "kad_ci_low", "kad_ci_high", "kad_bandwidth", "fad_inf", "fad_inf_ci_low", "fad_inf_ci_high",
                "skipped"]
     frame = pd.DataFrame(rows, columns=columns)
@@ -53,8 +54,8 @@ def fad_frame(runs: list[dict]) -> pd.DataFrame:
 
 # metric -> (column of the value, columns of its CI, heading sentence)
 METRICS = {
-    "fad": ("fad", ("ci_low", "ci_high"), "FAD (lower is better) with the 95% percentile bootstrap CI over evaluation "
-                                         "clips"),
+    "fad": ("fad", ("ci_low", "ci_high"), "FAD (lower is better) with the 95% bootstrap CI over evaluation clips "
+                                         "(percentile interval re-centred on the estimate)"),
     "fad_inf": ("fad_inf", ("fad_inf_ci_low", "fad_inf_ci_high"),
                 "FAD-inf: intercept of FAD against 1/n over clip subsets drawn without replacement, with the 95% "
                 "t interval of the fit"),
