@@ -14,7 +14,7 @@ import re
 
 import pandas as pd
 
-from musicdiff.report.tables import ordered
+from musicdiff.report.tables import format_ci, ordered
 
 
 def _param(run: dict, key: str, default=None):
@@ -40,14 +40,6 @@ def set_names(runs: list[dict]) -> dict[str, tuple[str, str]]:
 
 def _split(name: str, names: dict) -> tuple[str, str]:
     return names.get(name) or tuple(name.rsplit("-", 1))
-
-
-def _ci(value, low, high, digits: int = 2) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    if low is None or pd.isna(low):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({low:.{digits}f} to {high:.{digits}f})"
 
 
 # -- clip levels and the noisy-sample filter -------------------------------------------------------
@@ -207,7 +199,7 @@ def _wide(frame: pd.DataFrame, index: list[str], value: str, low: str, high: str
         cells = dict(zip(index, key))
         for ref in refs:
             hit = rows[rows["reference"] == ref]
-            cells[ref] = _ci(hit[value].iloc[0], hit[low].iloc[0], hit[high].iloc[0]) if len(hit) else ""
+            cells[ref] = format_ci(hit[value].iloc[0], hit[low].iloc[0], hit[high].iloc[0]) if len(hit) else ""
         table[key] = cells
     return pd.DataFrame(list(table.values()))
 
@@ -247,7 +239,7 @@ def sample_size_sections(frame: pd.DataFrame,
     fad = _wide(frame, ["n", "subsets"], "fad", "fad_low", "fad_high", reference_order)
     kad = _wide(frame, ["n", "subsets"], "kad", "kad_low", "kad_high", reference_order)
     first = frame.groupby("reference", sort=False).first()
-    inf = pd.DataFrame([{"reference set": ref, "FAD-inf (95% CI)": _ci(first.loc[ref, "fad_inf"],
+    inf = pd.DataFrame([{"reference set": ref, "FAD-inf (95% CI)": format_ci(first.loc[ref, "fad_inf"],
                                                                         first.loc[ref, "fad_inf_ci_low"],
                                                                         first.loc[ref, "fad_inf_ci_high"]),
                          "slope b in FAD = FAD-inf + b/n": round(first.loc[ref, "fad_inf_slope"], 1),
