@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import json
 import shutil
 import subprocess
 import tarfile
@@ -129,6 +130,31 @@ def test_local_source_manifest_lists_matching_files_with_correct_sha256(tmp_path
     pd.testing.assert_frame_equal(df, again)
     assert (out / "manifest.csv").stat().st_mtime_ns == mtime
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".set")]  # no temp folders left
+
+
+def test_python_package_source_copies_the_installed_files_with_version_and_licence(tmp_path, opus_clips):
+    from importlib.metadata import version
+
+    spec = {"python_package": "fadtk", "path": "test/samples", "include": ["*.opus"]}
+    out = tmp_path / "set"
+    df = S.download_set(spec, out, progress=False)
+    assert len(df) == len(opus_clips) == 23
+    for row, clip in zip(df.itertuples(), opus_clips):
+        assert row.path == f"audio/fadtk/{clip.name}" and row.path_in_package == f"test/samples/{clip.name}"
+        assert _sha(out / row.path) == row.sha256 == _sha(clip)
+        assert (row.package, row.package_version) == ("fadtk", version("fadtk"))
+    summary = json.loads((out / "manifest.json").read_text())
+    assert summary["provenance"][0]["kind"] == "python_package"
+    assert summary["provenance"][0]["version"] == version("fadtk")
+    assert summary["licences"]["fadtk"]["licences"].startswith("MIT")  # fadtk's LICENSE file, kept
+    assert (out / summary["licences"]["fadtk"]["copyright_file"]).read_text().startswith("MIT License")
+    assert summary["audio"]["n_clips"] == 23 and summary["audio"]["total_s"] == pytest.approx(230.0)
+    # The spec holds no absolute path, so the folder is the same on every machine.
+    assert str(tmp_path) not in (out / ".download.json").read_text()
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        S.download_set({"python_package": "no_such_package_here"}, tmp_path / "x", progress=False)
+    with pytest.raises(FileNotFoundError, match="has no folder 'nope'"):
+        S.download_set({"python_package": "fadtk", "path": "nope"}, tmp_path / "x", progress=False)
 
 
 # ------------------------------------------------------------------------------------ prepare

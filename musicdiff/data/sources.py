@@ -27,9 +27,15 @@ A *set spec* is one entry of the parameters file, either
 
       {"rendered": "bach-chorales", "limit": 20}
 
+* audio files that an installed Python package ships (e.g. the 23 music clips in fadtk's wheel, the
+  regression benchmark's data; the installed version is part of the spec, so another version
+  downloads again)::
+
+      {"python_package": "fadtk", "path": "test/samples", "include": ["*.opus"]}
+
 :func:`download_set` fetches and verifies everything, copies the audio into
 ``<out>/audio/<package>/<path in package>`` (``<out>/audio/<path>`` for a local
-folder, ``<out>/audio/<set>/<path>`` for an online or rendered set), keeps each
+folder, ``<out>/audio/<set>/<path>`` for an online or rendered set or a Python package), keeps each
 package's ``usr/share/doc/<pkg>/copyright`` as ``<out>/licences/<pkg>/copyright``
 and writes ``<out>/manifest.csv`` (one row per
 file, columns :data:`MANIFEST_COLUMNS`) and ``<out>/manifest.json`` (the set's
@@ -597,6 +603,46 @@ def _build_rendered(spec: dict, tmp_out: Path, progress: bool) -> list[_Item]:
             for f in files]
 
 
+def _python_package_folder(name: str) -> Path:
+    found = importlib.util.find_spec(name)
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError(f"Python package {name!r} is not installed (pip install {name})")
+    return Path(next(iter(found.submodule_search_locations)))
+
+
+def _build_python_package(spec: dict, tmp_out: Path) -> list[_Item]:
+    """Copy the matching files of an installed package to ``audio/<package>/...``; keep the
+    distribution's licence files under ``licences/<package>/``."""
+    from importlib import metadata
+
+    name = spec["python_package"]
+    folder = _python_package_folder(name) / spec["path"]
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{name} {spec['version']} has no folder {spec['path']!r} ({folder})")
+    licence = ""
+    for f in metadata.distribution(name).files or []:
+        if re.search(r"LICEN[CS]E|COPYING", f.name, re.IGNORECASE) and ".dist-info" in str(f):
+            dest = tmp_out / "licences" / name / f.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f.locate(), dest)
+            licence = f"licences/{name}/{f.name}"
+    items = []
+    for rel in _select(folder, spec["include"], spec["exclude"]):
+        dest = f"audio/{name}/{rel}"
+        (tmp_out / dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / rel, tmp_out / dest)
+        items.append(_Item(dest, name, spec["version"], f"{spec['path']}/{rel}", "", licence))
+    if not items:
+        raise RuntimeError(f"{name} {spec['version']}: no file under {spec['path']!r} matches {spec['include']}")
+    return items
+
+
+def _globs(spec: dict) -> tuple[list[str], list[str]]:
+    inc = spec.get("include") or ["**/*"]
+    exc = spec.get("exclude") or []
+    return ([inc] if isinstance(inc, str) else list(inc)), ([exc] if isinstance(exc, str) else list(exc))
+
+
 def _normalise_spec(spec: dict) -> dict:
     """The spec as canonical plain data (used to decide whether a previous download still fits)."""
     if "debian" in spec:
@@ -613,12 +659,24 @@ def _normalise_spec(spec: dict) -> dict:
         extra = set(spec) - {"local", "include", "exclude"}
         if extra:
             raise ValueError(f"set spec: unexpected keys {sorted(extra)} beside 'local'")
-        inc = spec.get("include") or ["**/*"]
-        inc = [inc] if isinstance(inc, str) else list(inc)
-        exc = spec.get("exclude") or []
-        exc = [exc] if isinstance(exc, str) else list(exc)
+        inc, exc = _globs(spec)
         return {"local": str(Path(spec["local"]).expanduser().resolve()), "include": inc, "exclude": exc}
-    raise ValueError(f"set spec must have a 'debian', 'local', 'online' or 'rendered' key, got {sorted(spec)}")
+    if "python_package" in spec:
+        extra = set(spec) - {"python_package", "path", "include", "exclude"}
+        if extra:
+            raise ValueError(f"set spec: unexpected keys {sorted(extra)} beside 'python_package'")
+        from importlib import metadata
+
+        name = spec["python_package"]
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            raise FileNotFoundError(f"Python package {name!r} is not installed (pip install {name})") from None
+        inc, exc = _globs(spec)
+        return {"python_package": name, "version": version, "path": str(spec.get("path", ".")).strip("/"),
+                "include": inc, "exclude": exc}
+    raise ValueError("set spec must have a 'debian', 'local', 'online', 'rendered' or 'python_package' key, "
+                     f"got {sorted(spec)}")
 
 
 def _source_record(set_dir: Path) -> dict | None:
@@ -669,7 +727,8 @@ def download_set(
     Args:
         spec: a set spec (see the module docstring): ``{"debian": [...]}``,
             ``{"local": folder, "include": [...], "exclude": [...]}`` or
-            ``{"online": name, ...}`` or ``{"rendered": name, ...}``.
+            ``{"online": name, ...}`` or ``{"rendered": name, ...}`` or
+            ``{"python_package": name, "path": ..., "include": [...]}``.
         out_dir: the set's folder; replaced atomically (built in a temporary
             folder beside it, then renamed).  Layout: ``audio/...``,
             ``licences/<pkg>/copyright``, ``manifest.csv``, ``manifest.json``
@@ -695,7 +754,8 @@ def download_set(
         RuntimeError: apt-get missing, package version unavailable, nothing matched;
             :class:`~musicdiff.data.online.OnlineSourceError` (a RuntimeError) when an
             online set cannot be fetched and no local copy was given.
-        FileNotFoundError: a local folder that does not exist.
+        FileNotFoundError: a local folder that does not exist, a Python package that is not
+            installed or lacks ``path``.
     """
     out_dir = Path(out_dir)
     norm = _normalise_spec(spec)
@@ -724,6 +784,8 @@ def download_set(
             items = _build_online(norm, tmp_out, Path(cache_dir) if cache_dir else None)
         elif "rendered" in norm:
             items = _build_rendered(norm, tmp_out, progress)
+        elif "python_package" in norm:
+            items = _build_python_package(norm, tmp_out)
         else:
             items = _build_local(Path(norm["local"]), norm["include"], norm["exclude"], tmp_out)
 

@@ -8,7 +8,8 @@ without opening the audio:
   SHA-256 of the .deb, the include/exclude globs and every path inside the package (an archive
   member is written ``a.pk3!member``, summed stems ``;``-joined); for a local folder its path; for
   an online set its URL, revision and downloaded files (see :mod:`musicdiff.data.online`); for a
-  rendered set the package versions and SoundFont (see :mod:`musicdiff.data.rendered`);
+  rendered set the package versions and SoundFont (see :mod:`musicdiff.data.rendered`); for files
+  of an installed Python package its name, version and folder;
 * ``licences`` -- per package, the licence short names of its kept ``copyright`` file when that
   file is in Debian's machine-readable format (DEP-5), else ``"see licences/<pkg>/copyright"``;
 * ``audio`` -- clip count, sample rate(s), channel counts, total frames and seconds, and the
@@ -160,6 +161,25 @@ def _table(set_dir: Path, rel: str, rows: int) -> dict:
     return {"path": rel, "sha256": sha256_file(set_dir / rel), "rows": int(rows)}
 
 
+def _package_licence(name: str, licence_file: Path) -> str:
+    """The licence an installed distribution declares (``License-Expression``, ``License`` or its
+    ``License ::`` classifiers), else the title line of its kept licence file, else ``"unknown"``."""
+    from importlib import metadata
+
+    meta = metadata.metadata(name)
+    declared = meta.get("License-Expression") or meta.get("License")
+    if declared and len(declared) < 80:
+        return declared
+    classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+    if classifiers:
+        return "; ".join(classifiers)
+    if licence_file.is_file():
+        title = next((line.strip() for line in licence_file.read_text(errors="replace").splitlines() if line.strip()), "")
+        if 0 < len(title) < 80:
+            return f"{title} (title of {licence_file.name})"
+    return "unknown"
+
+
 def raw_set_summary(set_dir: str | os.PathLike, spec: dict, manifest: pd.DataFrame, *,
                     name: str | None = None, record: dict | None = None) -> dict:
     """Summary of a downloaded set (``data/raw/<set>``): see the module docstring.
@@ -167,7 +187,7 @@ def raw_set_summary(set_dir: str | os.PathLike, spec: dict, manifest: pd.DataFra
     Args:
         set_dir: the set's folder (``manifest.csv`` and the files of ``manifest['path']`` inside).
         spec: the normalised set spec (:func:`musicdiff.data.sources.download_set`'s ``debian``,
-            ``local``, ``online`` or ``rendered`` form).
+            ``local``, ``online``, ``rendered`` or ``python_package`` form).
         manifest: the set's ``manifest.csv`` (columns :data:`musicdiff.data.sources.MANIFEST_COLUMNS`).
         name: the set's name (default: the folder's name).
         record: for an online or rendered set, what its loader recorded (URL, revisions, versions,
@@ -196,6 +216,14 @@ def raw_set_summary(set_dir: str | os.PathLike, spec: dict, manifest: pd.DataFra
         lic_rel = next((str(x) for x in manifest["licence"] if str(x)), "")
         licences[spec[kind]] = {"copyright_file": lic_rel, "licences": (record or {}).get("licence", "unknown"),
                                 "files_star": None}
+    elif "python_package" in spec:
+        name = spec["python_package"]
+        provenance.append({"kind": "python_package", "package": name, "version": spec["version"],
+                           "path": spec["path"], "include": spec["include"], "exclude": spec["exclude"],
+                           "n_files": int(len(manifest)), "paths_in_package": sorted(manifest["path_in_package"])})
+        lic_rel = next((str(x) for x in manifest["licence"] if str(x)), "")
+        licences[name] = {"copyright_file": lic_rel, "licences": _package_licence(name, set_dir / lic_rel),
+                          "files_star": None}
     else:
         provenance.append({"kind": "local", "package": "local", "folder": spec["local"], "include": spec.get("include"),
                            "exclude": spec.get("exclude"), "n_files": int(len(manifest))})
