@@ -51,9 +51,12 @@ def git_commit() -> str:
     """The HEAD commit of the working directory's repository, ``+dirty`` if tracked code changed."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        # pipeline outputs tracked in git (dvc.lock, records, tables) do not make the code dirty
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock",
-                                ":!metrics", ":!reports"], capture_output=True, text=True, check=True).stdout.strip()
+        # The whole repository counts (a stage may run in a sub-folder such as pipelines/regress/), except
+        # the pipeline outputs tracked in git (dvc.lock files, records, reports), which do not make code dirty.
+        outputs = ["dvc.lock", "metrics", "reports", "pipelines/regress/dvc.lock", "pipelines/regress/metrics"]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                *(f":(top,exclude){p}" for p in outputs)],
+                               capture_output=True, text=True, check=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import shutil
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
+import musicdiff
 from musicdiff.hashing import sha256_file, sha256_tree
 from musicdiff.models.registry import build_denoiser, count_parameters
 from musicdiff.representation import Representation
@@ -24,6 +26,8 @@ from musicdiff.tracking import stage_run
 from musicdiff.training import train_diffusion
 
 from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, variant_settings
+
+CODE = Path(musicdiff.__file__).resolve().parent  # the installed library whose training code keys a resume
 
 
 class _Untracked:
@@ -58,7 +62,7 @@ def main() -> None:
                         "data": variant["data"], "resolution": representation.resolution})
         resume_key = hashlib.sha256(json.dumps(
             {"features": sha256_file(features), "variant": variant, "schedule": schedule, "train": train,
-             "code": sha256_tree([ROOT / "musicdiff" / "training.py", *sorted((ROOT / "musicdiff" / "models").glob("*.py"))])},
+             "code": sha256_tree([CODE / "training.py", *sorted((CODE / "models").glob("*.py"))])},
             sort_keys=True).encode()).hexdigest()
         result = train_diffusion(model, scheduler, data, train, out_dir, log_metrics=run.log_metrics,
                                  resume_key=resume_key)
