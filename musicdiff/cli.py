@@ -1,8 +1,10 @@
-"""The ``musicdiff`` command: reports from MLflow, re-logging records, FAD of two folders, embedding weights."""
+"""The ``musicdiff`` command: reports from MLflow, re-logging records, FAD of two folders, embedding weights,
+the FAD regression check."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -128,6 +130,42 @@ def _weights(args) -> int:
     return 0
 
 
+def _regress(args) -> int:
+    from musicdiff import regress
+
+    folder = Path(args.benchmark)
+    try:
+        settings = regress.CheckSettings.load(folder / "params.yaml")
+    except KeyError as error:
+        raise RuntimeError(f"{folder / 'params.yaml'}: missing {error}") from None
+    if not args.no_repro:
+        # The whole benchmark (check and variation seeds) for --update; only the check's chain otherwise.
+        target = "dvc.yaml" if args.update else f"dvc.yaml:fad@{settings.fad_instance()}"
+        print(f"musicdiff regress: dvc repro {target} (in {folder})", flush=True)
+        subprocess.run([sys.executable, "-m", "dvc", "repro", target], cwd=folder, check=True)
+    if args.update:
+        old = Path(args.baseline).is_file() and regress.read_baseline(Path(args.baseline))
+        new = regress.build_baseline(folder, settings)
+        regress.write_baseline(Path(args.baseline), new)
+        for ref, m in new["metrics"].items():
+            was = f" (was {old['metrics'][ref]['fad']:.2f} +- {old['metrics'][ref]['tolerance']:.2f})" \
+                if old and ref in old.get("metrics", {}) else ""
+            print(f"{ref}: FAD {m['fad']:.2f}, tolerance {m['tolerance']:.2f} (seed sd {m['seed_sd']:.2f} over "
+                  f"{len(m['seed_fads'])} seeds, CI half-width {m['ci_half_width']:.2f}){was}")
+        print(f"wrote {args.baseline}")
+        return 0
+    baseline = regress.read_baseline(Path(args.baseline))
+    try:
+        comparison = regress.compare(baseline, regress.run_summary(folder, settings))
+    except (KeyError, ValueError) as error:
+        raise RuntimeError(str(error)) from None
+    text = regress.comparison_markdown(comparison, baseline)
+    print(text, end="")
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+    return comparison.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="musicdiff", description=(
         "Reproducible benchmark for music diffusion models. The pipeline runs with `dvc repro`; "
@@ -171,11 +209,27 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--name", default=None, help="registry entry (default: inferred from the file name or its SHA-256)")
     p.set_defaults(func=_weights, weights_command=None)
 
+    p = sub.add_parser("regress", help="FAD regression check: run the tiny benchmark (pipelines/regress) and compare "
+                                       "its FAD with the baseline; exit 1 when FAD got worse beyond the tolerance")
+    p.add_argument("--update", action="store_true",
+                   help="run the whole benchmark (with the variation seeds) and rewrite the baseline on purpose")
+    p.add_argument("--no-repro", action="store_true", help="compare the benchmark's existing records; run nothing")
+    p.add_argument("--benchmark", default="pipelines/regress",
+                   help="benchmark folder with dvc.yaml, params.yaml and metrics/ (default: pipelines/regress)")
+    p.add_argument("--baseline", default="reports/baseline/fad_ci.json",
+                   help="baseline file (default: reports/baseline/fad_ci.json)")
+    p.add_argument("--markdown", default=None, help="also write the comparison table to this file")
+    p.set_defaults(func=_regress)
+
     args = parser.parse_args(argv)
     from musicdiff.tracking import MissingRunError
 
     try:
         return args.func(args)
+    except subprocess.CalledProcessError as error:
+        print(f"musicdiff {args.command}: error: {' '.join(map(str, error.cmd))} exited with {error.returncode}",
+              file=sys.stderr)
+        return 2
     except (MissingRunError, FileNotFoundError, RuntimeError) as error:
         print(f"musicdiff {args.command}: error: {error}", file=sys.stderr)
         return 2
