@@ -162,4 +162,7 @@ def _index(paths: list[Path], root: Path) -> str:
              "`metrics/`; do not edit by hand.", ""]
     for path in paths:
         lines.append(f"- [{path.relative_to(root)}]({path.relative_to(root)}): {DESCRIPTIONS[path.name]}")
+    lines += ["", "Not written by `musicdiff report`: [baseline/fad_ci.json](baseline/fad_ci.json), the FAD regression "
+              "baseline (FAD of the tiny benchmark in `pipelines/regress/` with its measured tolerance, library "
+              "versions and data hashes), which `musicdiff regress --update` rewrites and `musicdiff regress` checks."]
     return "\n".join(lines) + "\n"
