@@ -1,5 +1,5 @@
 """The ``musicdiff`` command: reports from MLflow, re-logging records, FAD of two folders, embedding weights,
-the FAD regression check."""
+the FAD regression check, and the creative tools (``musicdiff.creative_cli``)."""
 
 from __future__ import annotations
 
@@ -221,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", default=None, help="also write the comparison table to this file")
     p.set_defaults(func=_regress)
 
+    from musicdiff.creative_cli import add_parsers
+
+    add_parsers(sub)  # generate, vary, inpaint, continue, loop
+
     args = parser.parse_args(argv)
     from musicdiff.tracking import MissingRunError
 
@@ -230,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"musicdiff {args.command}: error: {' '.join(map(str, error.cmd))} exited with {error.returncode}",
               file=sys.stderr)
         return 2
-    except (MissingRunError, FileNotFoundError, RuntimeError) as error:
+    except (MissingRunError, FileNotFoundError, RuntimeError, ValueError) as error:
         print(f"musicdiff {args.command}: error: {error}", file=sys.stderr)
         return 2
 

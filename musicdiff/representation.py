@@ -137,3 +137,70 @@ class Decoder:
 
             samples = decode_latents(self.vae, samples, self.vae.config.scaling_factor).clamp(-1.0, 1.0)
         return self.mel.inverse(samples[:, 0].float())
+
+
+class Encoder:
+    """Turns audio into tensors of a ``Representation``: the inverse direction of :class:`Decoder`,
+    used by the creative tools to start from a real clip.
+
+    * mel: the scaled log-mel (``MelTransform``) of the audio;
+    * latent: that mel through the VAE encoder, posterior mean times the stored ``scaling_factor``
+      (Rombach et al. 2022, §4.3.2; ``musicdiff.models.latent.encode_latents``);
+    * waveform: the audio itself, clamped to [-1, 1].
+
+    ``frames_per_unit`` is how many spectrogram frames one step of the tensor's last (time) axis holds
+    (1 for mel, the VAE's downsampling for latents), ``samples_per_unit`` how many audio samples
+    (``hop_length * frames_per_unit``; 1 for waveforms).
+    """
+
+    def __init__(self, representation: Representation, decoder: Decoder):
+        self.representation = r = representation
+        self.decoder = decoder
+        self.frames_per_unit = (r.frames // r.shape[-1]) if r.kind == "latent" else 1
+        self.samples_per_unit = 1 if r.kind == "waveform" else r.mel_config.hop_length * self.frames_per_unit
+
+    @property
+    def units(self) -> int:
+        """Length of one model window along the time axis (frames, latent columns or samples)."""
+        return self.representation.shape[-1]
+
+    def samples_for_units(self, units: int) -> int:
+        """Audio samples that ``units`` steps of the time axis decode to (as ``Decoder`` cuts them)."""
+        if self.representation.kind == "waveform":
+            return units
+        return self.representation.mel_config.samples_for_frames(units * self.frames_per_unit)
+
+    @torch.no_grad()
+    def __call__(self, audio: torch.Tensor) -> torch.Tensor:
+        """Tensors (batch, channels, ..., units) from audio (batch, samples) at ``sample_rate`` Hz, where
+        ``units = samples // samples_per_unit`` (+1 frame for spectrograms, centred STFT), cut to a
+        whole number of latent columns. Raises ``ValueError`` for audio shorter than one unit."""
+        r = self.representation
+        audio = audio.float()
+        if audio.dim() != 2:
+            raise ValueError(f"expected audio (batch, samples), got shape {tuple(audio.shape)}")
+        if r.kind == "waveform":
+            return audio.clamp(-1.0, 1.0).unsqueeze(1)
+        mel = self.decoder.mel(audio).unsqueeze(1)  # (batch, 1, n_mels, frames)
+        if r.kind == "mel":
+            return mel
+        from musicdiff.models.latent import encode_latents
+
+        usable = mel.shape[-1] // self.frames_per_unit * self.frames_per_unit
+        if usable == 0:
+            raise ValueError(f"audio of {audio.shape[-1]} samples is shorter than one latent column")
+        return encode_latents(self.decoder.vae, mel[..., :usable], self.decoder.vae.config.scaling_factor)
+
+    @torch.no_grad()
+    def decode(self, tensors: torch.Tensor) -> torch.Tensor:
+        """Audio (batch, samples) from tensors of any length along the time axis (the denoisers are
+        convolutional along it; the decoder is Griffin-Lim for mel and latent, the identity for
+        waveforms)."""
+        r = self.representation
+        if r.kind == "waveform":
+            return tensors[:, 0].float().clamp(-1.0, 1.0)
+        if r.kind == "latent":
+            from musicdiff.models.latent import decode_latents
+
+            tensors = decode_latents(self.decoder.vae, tensors, self.decoder.vae.config.scaling_factor).clamp(-1, 1)
+        return self.decoder.mel.inverse(tensors[:, 0].float())

@@ -5,6 +5,10 @@ sampler of Song et al. 2021 (eq. 12); both come from ``musicdiff.schedulers.buil
 share the training betas. Every batch of clips draws its noise from its own generator seeded with
 ``seed + first clip index``, so clip ``i`` is the same whatever else was generated in that run for
 a fixed ``batch_size``.
+
+Text-conditioned denoisers (``UNet2DConditionModel``) get a :class:`TextCondition`; with a guidance
+scale w the prediction is classifier-free guidance, ``uncond + w (cond - uncond)`` (Ho & Salimans
+2022, "Classifier-Free Diffusion Guidance", eq. 6, written for any prediction type: it is linear).
 """
 
 from __future__ import annotations
@@ -14,6 +18,50 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+
+
+@dataclass
+class TextCondition:
+    """Cross-attention inputs of a text-conditioned denoiser.
+
+    ``hidden`` (batch, tokens, dim) and ``mask`` (batch, tokens) encode one caption per clip;
+    ``uncond_hidden`` (1, tokens, dim) and ``uncond_mask`` (1, tokens) the empty caption that the
+    model saw when its caption was dropped in training. ``guidance_scale`` 1 is the plain
+    conditional model, 0 the unconditional one, > 1 classifier-free guidance.
+    """
+
+    hidden: torch.Tensor
+    mask: torch.Tensor
+    uncond_hidden: torch.Tensor
+    uncond_mask: torch.Tensor
+    guidance_scale: float
+
+    def rows(self, first: int, count: int) -> TextCondition:
+        """The condition of clips ``first .. first + count - 1``."""
+        return TextCondition(self.hidden[first:first + count], self.mask[first:first + count],
+                             self.uncond_hidden, self.uncond_mask, self.guidance_scale)
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor, t, condition: TextCondition | None = None) -> torch.Tensor:
+    """The denoiser's output for ``x`` (batch, ...) at timestep ``t``: ``model(x, t).sample``, or for a
+    text-conditioned model the classifier-free-guided output (one batched call with the empty caption
+    when the guidance scale is not 1). Raises ``ValueError`` when the condition has another batch size."""
+    if condition is None:
+        return model(x, t).sample
+    n = x.shape[0]
+    if condition.hidden.shape[0] != n:
+        raise ValueError(f"text condition for {condition.hidden.shape[0]} clips, samples for {n}")
+    device = x.device
+    hidden, mask = condition.hidden.to(device), condition.mask.to(device)
+    w = float(condition.guidance_scale)
+    if w == 1.0:
+        return model(x, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample
+    uncond = condition.uncond_hidden.to(device).expand(n, -1, -1)
+    uncond_mask = condition.uncond_mask.to(device).expand(n, -1)
+    out = model(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, hidden]),
+                encoder_attention_mask=torch.cat([uncond_mask, mask])).sample
+    out_uncond, out_cond = out.chunk(2)
+    return out_uncond + w * (out_cond - out_uncond)
 
 
 @dataclass
@@ -37,10 +85,12 @@ def generate(
     device: str | torch.device = "cpu",
     eta: float = 0.0,
     progress: bool = True,
+    condition: TextCondition | None = None,
 ) -> GenerationResult:
     """Generate ``n`` samples of ``shape`` (channels, height, width) by running ``sampler``.
 
-    ``sampler`` is a diffusers scheduler (DDPM, DDIM, DPM-Solver++); ``eta`` is used by DDIM only.
+    ``sampler`` is a diffusers scheduler (DDPM, DDIM, DPM-Solver++); ``eta`` is used by DDIM only;
+    ``condition`` holds one caption per clip for a text-conditioned model.
     Returns samples on the CPU, float32. Raises ``ValueError`` for ``n < 1`` and
     ``FloatingPointError`` if the model produces NaN or infinite values.
     """
@@ -61,7 +111,8 @@ def generate(
         sampler.set_timesteps(num_inference_steps, device=device)
         for t in sampler.timesteps:
             model_input = sampler.scale_model_input(x, t)
-            prediction = model(model_input, t).sample
+            prediction = predict(model, model_input, t,
+                                 None if condition is None else condition.rows(first, count))
             x = sampler.step(prediction, t, x, generator=generator, **step_kwargs).prev_sample
             bar.update(1)
         if not torch.isfinite(x).all():
