@@ -5,11 +5,16 @@ training (the caption-drop draw and its independence from the unconditional draw
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from musicdiff.features.captions import (
     TextFeatures,
@@ -21,7 +26,7 @@ from musicdiff.features.dataset import mel_dataset
 from musicdiff.features.mel import MelConfig, MelTransform
 from musicdiff.models.registry import build_denoiser, count_parameters, load_denoiser
 from musicdiff.schedulers import build_noise_scheduler
-from musicdiff.text import load_text_encoder, text_conditioning
+from musicdiff.text import MINILM_SHA256, load_text_encoder, text_conditioning
 from musicdiff.training import (
     TextConditioning,
     draw_batch,
@@ -237,3 +242,39 @@ def test_the_trained_model_listens_to_the_caption_and_ignores_padding(trained, f
     assert padding.any()
     padded[padding] = torch.randn(int(padding.sum()), padded.shape[-1]) * 10
     torch.testing.assert_close(denoise(padded, conditioning.mask[2:3]), ambient)
+
+
+# ----------------------------------------------------------------------------- the two stages
+def test_text_features_and_train_stages_write_a_conditioned_model_folder(prepared, tmp_path):
+    """The stage scripts as DVC runs them (cwd = the project folder): text_features@ on the prepared
+    sets above, then train@ of a mel-text variant, which records its text encoder."""
+    repo = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["mel"]["griffin_lim_iters"] = 4
+    params["captions"] = CAPTIONS
+    params["text_features"] = {"tiny": {"resolution": [32, 16], "crops_per_clip": 2, "max_clips_per_label": 3,
+                                        "labels": LABELS}}
+    params["schedule"] = SCHEDULE
+    params["train"].update({"max_steps": 2, "batch_size": 4, "checkpoint_steps": [], "log_every": 1})
+    params["variants"] = {"tiny-text": {"family": "mel-text", "data": "text_features/tiny", "prediction_type": "sample",
+                                        "text_encoder": "minilm", "max_tokens": 8, "uncond_prob": 0.2,
+                                        "guidance_scale": 2.5, "model": TINY}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "prepared").symlink_to(prepared)
+    env = {**os.environ, "PYTHONPATH": str(repo), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    for stage, flag, name in (("text_features", "--name", "tiny"), ("train", "--variant", "tiny-text")):
+        done = subprocess.run([sys.executable, "-m", f"pipelines.{stage}", flag, name], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+    features = TextFeatures.load(tmp_path / "data" / "text_features" / "tiny")
+    assert features.x.shape == (12, 1, 16, 32) and features.clips_per_label == {"ambient": 3, "orchestral": 3}
+    model_dir = tmp_path / "data" / "models" / "tiny-text"
+    conditioning = json.loads((model_dir / "conditioning.json").read_text())
+    assert conditioning == {"text_encoder": "minilm", "weights_sha256": MINILM_SHA256, "max_tokens": 8,
+                            "guidance_scale": 2.5, "uncond_prob": 0.2, "captions": features.labels}
+    assert load_denoiser("mel-text", model_dir / "unet_ema").config.cross_attention_dim == 384
+    assert (model_dir / "representation.json").exists()
+    record = json.loads((tmp_path / "metrics" / "train" / "tiny-text.json").read_text())
+    assert record["tags"]["text_encoder"] == "minilm" and record["tags"]["text_encoder_sha256"] == MINILM_SHA256
+    assert record["metrics"]["examples"] == 12
