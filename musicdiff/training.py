@@ -15,6 +15,13 @@ process trains on its own slice of it (``draw_batch``). State is saved with
 ``checkpoints/step_<N>``, written to a temporary folder and renamed, so an interrupted run resumes
 from the newest complete one and continues exactly: the batch indices, noise and timesteps of step
 ``s`` come from ``seed + s`` (and the number of processes) alone.
+
+Text conditioning (optional, :class:`TextConditioning`): the denoiser also receives a frozen text
+encoder's token states of each example's caption (``encoder_hidden_states``, with their attention
+mask), and for classifier-free guidance (Ho & Salimans 2022, "Classifier-Free Diffusion Guidance",
+Algorithm 1) the caption is replaced by the empty caption with probability ``uncond_prob``; that
+coin is drawn from the same per-step generator after the batch (``draw_conditioned_batch``), so an
+unconditional run draws exactly what it drew before conditioning existed.
 """
 
 from __future__ import annotations
@@ -51,6 +58,54 @@ class TrainResult:
     num_processes: int = 1
 
 
+@dataclass
+class TextConditioning:
+    """What a text-conditioned denoiser attends to, for every training example.
+
+    ``hidden``: float32 (n_captions + 1, max_tokens, dim) token states of the text encoder, row 0
+    the empty caption ``""`` (the unconditional input of classifier-free guidance); ``mask``:
+    (n_captions + 1, max_tokens), 1 for a token, 0 for padding; ``caption_index``: long (examples,),
+    the row of each training example's caption, in [1, n_captions]; ``uncond_prob``: probability in
+    [0, 1] that an example's caption is dropped to row 0 at a training step (Ho & Salimans 2022
+    train with 0.1 or 0.2).
+    """
+
+    hidden: torch.Tensor
+    mask: torch.Tensor
+    caption_index: torch.Tensor
+    uncond_prob: float
+
+    def validate(self, n_examples: int) -> None:
+        """Raise ``ValueError`` naming the problem unless the shapes fit ``n_examples`` examples."""
+        if self.hidden.ndim != 3 or len(self.hidden) < 2:
+            raise ValueError(f"hidden must be (n_captions + 1, max_tokens, dim) with row 0 the empty caption, "
+                             f"got shape {tuple(self.hidden.shape)}")
+        if tuple(self.mask.shape) != tuple(self.hidden.shape[:2]):
+            raise ValueError(f"mask must be (n_captions + 1, max_tokens) = {tuple(self.hidden.shape[:2])}, "
+                             f"got {tuple(self.mask.shape)}")
+        if tuple(self.caption_index.shape) != (n_examples,):
+            raise ValueError(f"caption_index must give one caption row per example ({n_examples}), "
+                             f"got shape {tuple(self.caption_index.shape)}")
+        if self.caption_index.dtype != torch.long:
+            raise ValueError(f"caption_index must be long, got {self.caption_index.dtype}")
+        if n_examples and (self.caption_index.min() < 1 or self.caption_index.max() >= len(self.hidden)):
+            raise ValueError(f"caption_index must lie in [1, {len(self.hidden) - 1}] (row 0 is the empty caption), "
+                             f"got [{int(self.caption_index.min())}, {int(self.caption_index.max())}]")
+        if not 0.0 <= float(self.uncond_prob) <= 1.0:
+            raise ValueError(f"uncond_prob must lie in [0, 1], got {self.uncond_prob}")
+
+    def to(self, device) -> TextConditioning:
+        return TextConditioning(self.hidden.to(device), self.mask.to(device), self.caption_index.to(device),
+                                float(self.uncond_prob))
+
+    def inputs(self, index: torch.Tensor, drop: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The denoiser's keyword inputs for the examples ``index`` (batch,), with the caption of those
+        where ``drop`` (batch, bool) is true replaced by the empty caption (row 0)."""
+        device = self.caption_index.device
+        rows = torch.where(drop.to(device), 0, self.caption_index[index.to(device)])
+        return {"encoder_hidden_states": self.hidden[rows], "encoder_attention_mask": self.mask[rows]}
+
+
 def diffusion_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor,
                      timesteps: torch.Tensor) -> torch.Tensor:
     """The regression target of ``scheduler.config.prediction_type`` for clean ``x0`` (batch, ...).
@@ -78,13 +133,34 @@ def draw_batch(generator_seed: int, n_examples: int, example_shape: tuple[int, .
     With one process this is the whole draw, so the global batch does not depend on which process
     asks, and a single-process run draws exactly what it drew before several processes were supported.
     """
+    _, index, noise, timesteps = _draw_global(generator_seed, n_examples, example_shape,
+                                              batch_size * num_processes, num_timesteps)
+    rows = slice(rank * batch_size, (rank + 1) * batch_size)
+    return index[rows], noise[rows], timesteps[rows]
+
+
+def draw_conditioned_batch(generator_seed: int, n_examples: int, example_shape: tuple[int, ...], batch_size: int,
+                           num_timesteps: int, uncond_prob: float, num_processes: int = 1, rank: int = 0,
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``draw_batch``'s indices, noise and timesteps (identical, from the same generator) and then,
+    from that generator, the classifier-free guidance coin of each example: ``drop`` (batch, bool)
+    is true with probability ``uncond_prob`` (uniform draw in [0, 1) below it) and marks the examples
+    trained with the empty caption."""
     total = batch_size * num_processes
+    generator, index, noise, timesteps = _draw_global(generator_seed, n_examples, example_shape, total, num_timesteps)
+    drop = torch.rand((total,), generator=generator) < uncond_prob
+    rows = slice(rank * batch_size, (rank + 1) * batch_size)
+    return index[rows], noise[rows], timesteps[rows], drop[rows]
+
+
+def _draw_global(generator_seed: int, n_examples: int, example_shape: tuple[int, ...], total: int,
+                 num_timesteps: int) -> tuple[torch.Generator, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The global batch of one step (indices, noise, timesteps, in that order) and the generator after it."""
     generator = torch.Generator().manual_seed(generator_seed)
     index = torch.randint(0, n_examples, (total,), generator=generator)
     noise = torch.randn((total, *example_shape), generator=generator)
     timesteps = torch.randint(0, num_timesteps, (total,), generator=generator)
-    rows = slice(rank * batch_size, (rank + 1) * batch_size)
-    return index[rows], noise[rows], timesteps[rows]
+    return generator, index, noise, timesteps
 
 
 def _mixed_precision(setting: str) -> str:
@@ -110,6 +186,7 @@ def train_diffusion(
     out_dir: Path,
     log_metrics: Callable[[dict, int], None] | None = None,
     resume_key: str = "",
+    conditioning: TextConditioning | None = None,
 ) -> TrainResult:
     """Train the diffusers ``model`` to denoise ``data`` in [-1, 1]: (examples, channels, height,
     width) for 2-D models (mel, latent, DiT), (examples, channels, samples) for the waveform UNet.
@@ -131,11 +208,18 @@ def train_diffusion(
     ``scheduler/`` (diffusers ``save_pretrained``). ``log_metrics(metrics, step)`` receives the loss
     (the mean over the global batch) and learning rate, on the main process only.
 
+    With ``conditioning`` (a ``UNet2DConditionModel``-like ``model``), each example's caption states
+    go in as ``encoder_hidden_states`` / ``encoder_attention_mask``, dropped to the empty caption
+    with probability ``conditioning.uncond_prob`` (classifier-free guidance training); the caller's
+    ``resume_key`` should then also name the text encoder and the captions.
+
     Raises ``FloatingPointError`` when the loss becomes NaN or infinite (with the step), and
-    ``ValueError`` for an empty dataset.
+    ``ValueError`` for an empty dataset or a ``conditioning`` whose shapes do not fit ``data``.
     """
     if len(data) == 0:
         raise ValueError("no training examples")
+    if conditioning is not None:
+        conditioning.validate(len(data))
     out_dir = Path(out_dir)
     checkpoint_dir = out_dir / "checkpoints"
     seed = int(config["seed"])
@@ -182,6 +266,8 @@ def train_diffusion(
         start, path = resumed
         accelerator.load_state(str(path))
     data = data.to(accelerator.device)
+    if conditioning is not None:
+        conditioning = conditioning.to(accelerator.device)
     num_timesteps = noise_scheduler.config.num_train_timesteps
     batch_size = int(config["batch_size"])
     log_every = int(config.get("log_every", 10))
@@ -194,14 +280,21 @@ def train_diffusion(
                     disable=not accelerator.is_local_main_process)
     for step in progress:
         began = time.perf_counter()
-        index, noise, timesteps = draw_batch(seed + step, len(data), tuple(data.shape[1:]), batch_size,
-                                             num_timesteps, num_processes, rank)
+        if conditioning is None:
+            index, noise, timesteps = draw_batch(seed + step, len(data), tuple(data.shape[1:]), batch_size,
+                                                 num_timesteps, num_processes, rank)
+            context = {}
+        else:
+            index, noise, timesteps, drop = draw_conditioned_batch(
+                seed + step, len(data), tuple(data.shape[1:]), batch_size, num_timesteps, conditioning.uncond_prob,
+                num_processes, rank)
+            context = conditioning.inputs(index, drop)
         x0 = data[index.to(data.device)].float()
         noise = noise.to(x0.device)
         timesteps = timesteps.to(x0.device)
         noisy = noise_scheduler.add_noise(x0, noise, timesteps)
         with accelerator.autocast():
-            prediction = model(noisy, timesteps).sample
+            prediction = model(noisy, timesteps, **context).sample
         loss = F.mse_loss(prediction.float(), diffusion_target(noise_scheduler, x0, noise, timesteps))
         # the loss of the global batch, the same on every process, so that all of them stop together
         global_loss = accelerator.reduce(loss.detach(), "mean") if num_processes > 1 else loss

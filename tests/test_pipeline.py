@@ -39,6 +39,16 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
     unet = {"block_out_channels": [8, 16], "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
             "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "layers_per_block": 1, "norm_num_groups": 4,
             "attention_head_dim": 4}
+    # The text-conditioned variant on three tiny sets; their local folders have no Debian package, so
+    # each label has a label-level caption.
+    params["captions"].update({"orchestral": "orchestral music", "ambient": "calm ambient music",
+                               "drums": "drum loops and percussion"})
+    params["text_features"] = {"mel-text-32x32": {
+        "resolution": [32, 32], "crops_per_clip": 1, "max_clips_per_label": 20,
+        "labels": {"orchestral": "wesnoth/train", "ambient": "ambient/ref", "drums": "drums/ref"}}}
+    text_unet = {"block_out_channels": [8, 16], "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+                 "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "layers_per_block": 1, "norm_num_groups": 4,
+                 "attention_head_dim": 4}
     params["autoencoders"] = {"vae-32x32": {
         "features": "mel-32x32", "model": {"block_out_channels": [8, 8], "layers_per_block": 1, "norm_num_groups": 4},
         "train": {"seed": 0, "batch_size": 4, "max_steps": 4, "learning_rate": 1e-3, "log_every": 2}}}
@@ -54,6 +64,9 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
                                     "up_block_types": ["AttnUpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"],
                                     "mid_block_type": "UNetMidBlock1D", "time_embedding_dim": 16},
                           "train": {"max_steps": 4, "checkpoint_steps": [3]}},
+        "mel-text-32x32": {"family": "mel-text", "data": "text_features/mel-text-32x32", "prediction_type": "sample",
+                           "text_encoder": "minilm", "max_tokens": 8, "uncond_prob": 0.1, "guidance_scale": 3.0,
+                           "model": text_unet},
     }
     params["train"].update({"max_steps": 6, "batch_size": 4, "checkpoint_steps": [3], "warmup_steps": 1,
                             "log_every": 2})
@@ -120,9 +133,9 @@ def test_repro_writes_a_fad_table_with_every_reference_set(workspace):
     import pandas as pd
 
     rows = pd.read_csv(root / "reports" / "tables" / "fad.csv")
-    # musicnn: 4 variants x 2 samplers x 5 reference sets; vggish: one skip row per evaluation set
-    assert len(rows) == 4 * 2 * 5 + 4 * 2
-    assert rows["skipped"].isna().sum() == 4 * 2 * 5 and (rows["embedding"][rows["skipped"].notna()] == "vggish").all()
+    # musicnn: 5 variants x 2 samplers x 5 reference sets; vggish: one skip row per evaluation set
+    assert len(rows) == 5 * 2 * 5 + 5 * 2
+    assert rows["skipped"].isna().sum() == 5 * 2 * 5 and (rows["embedding"][rows["skipped"].notna()] == "vggish").all()
     assert "## KAD" in table and "## FAD-inf" in table and "| musicnn: heldout" in table
 
 
@@ -157,7 +170,8 @@ def test_speed_table_has_every_variant_and_sampler(workspace):
 
 def test_every_variant_decodes_clips_of_its_length_and_rate(workspace):
     root, _ = workspace
-    expected = {"mel-32x32": 31 * 256, "dit-32x32": 31 * 256, "latent-32x32": 31 * 256, "waveform-2048": 2048}
+    expected = {"mel-32x32": 31 * 256, "dit-32x32": 31 * 256, "latent-32x32": 31 * 256, "waveform-2048": 2048,
+                "mel-text-32x32": 31 * 256}
     for variant, samples in expected.items():
         for sampler in ("ddpm", "ddim2"):
             clips = sorted((root / "data" / "samples" / f"{variant}-{sampler}").glob("*.wav"))
@@ -188,10 +202,10 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     names = {r.info.run_name for r in runs}
     records = sorted((root / "metrics").rglob("*.json"))
-    # download, prepare, features, vae, train, sample, speed, then per embedding (musicnn, vggish):
-    # weights, embed (5 references + 8 sets), fad; bench; levels (8 sets), filter and outliers per
-    # embedding, steps per variant, sample_size
-    assert len(runs) == len(records) == 4 + 4 + 2 + 1 + 4 + 8 + 4 + 2 * (1 + 13 + 8) + 1 + 8 + 2 + 2 + 4 + 1
+    # download, prepare, features, text_features, vae, train, sample, speed, then per embedding
+    # (musicnn, vggish): weights, embed (5 references + 10 sets), fad; bench; levels (10 sets), filter
+    # and outliers per embedding, steps per variant, sample_size
+    assert len(runs) == len(records) == 4 + 4 + 2 + 1 + 1 + 5 + 10 + 5 + 2 * (1 + 15 + 10) + 1 + 10 + 2 + 2 + 5 + 1
     assert "fad@musicnn-mel-32x32-ddpm" in names and "train@waveform-2048" in names and "vae@vae-32x32" in names
     fad_run = next(r for r in runs if r.info.run_name == "fad@musicnn-latent-32x32-ddim2")
     assert fad_run.data.tags["sampler"] == "ddim2" and fad_run.data.tags["variant"] == "latent-32x32"
@@ -290,7 +304,8 @@ def test_fad_vs_steps_scores_each_checkpoint_the_variant_reached(workspace):
     root, _ = workspace
     rows = pd.read_csv(root / "reports" / "tables" / "fad_vs_steps.csv")
     steps = rows.groupby("variant")["step"].apply(lambda s: sorted(set(s))).to_dict()
-    assert steps == {"mel-32x32": [3, 6], "dit-32x32": [3, 6], "latent-32x32": [3, 6], "waveform-2048": [3]}
+    assert steps == {"mel-32x32": [3, 6], "dit-32x32": [3, 6], "latent-32x32": [3, 6], "waveform-2048": [3],
+                     "mel-text-32x32": [3, 6]}
     assert _record(root, "steps", "waveform-2048")["tags"]["steps_not_reached"] == "6"
     assert (rows["fad"] > 0).all() and (rows["n_eval_clips"] == 4).all()
     clips = sorted((root / "data" / "steps" / "mel-32x32" / "step_3").glob("*.wav"))

@@ -11,6 +11,12 @@ counts measured with diffusers 0.39 (``count_parameters``, models built on the m
 | vae (AutoencoderKL, 1 latent channel) | 83,607,691 (256 -> 32) | 239,067 (64 -> 16) |
 | latent_unet (UNet2DModel on latents) | 113,668,609 (32 x 32) | 701,345 (16 x 16) |
 | dit (UnconditionalDiT2DModel) | 5,402,384 | 1,974,648 |
+| mel-text (UNet2DConditionModel, cross-attention at levels 3, 4, mid) | - | 1,945,777 (MiniLM); 2,060,465 (T5) |
+
+The text-conditioned family ``mel-text`` is built by ``build_denoiser`` only: its size depends on the
+text encoder's width, ``config["cross_attention_dim"]`` (the CPU size above with MiniLM's 384-d and
+T5-small's 512-d token states); the seed study gives no size for it, so it has no paper
+configuration here.
 
 Resolutions follow DESIGN.md: spectrograms are ``[frames, mels]`` (the tensor is (batch, 1, mels,
 frames)), waveforms are ``[samples]``.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from musicdiff.models.conditional import build_text_unet
 from musicdiff.models.dit import build_dit
 from musicdiff.models.latent import build_latent_unet, build_vae, vae_downsampling
 from musicdiff.models.mel import build_mel_unet
@@ -124,26 +131,38 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 # Pipeline families: the denoiser of each variant and the diffusers class its weights load with.
-FAMILIES = ("mel", "waveform", "latent", "dit")
+FAMILIES = ("mel", "waveform", "latent", "dit", "mel-text")
 
 
 def _denoiser_classes() -> dict:
-    from diffusers import UNet1DModel, UNet2DModel
+    from diffusers import UNet1DModel, UNet2DConditionModel, UNet2DModel
 
     from musicdiff.models.dit import UnconditionalDiT2DModel
 
-    return {"mel": UNet2DModel, "latent": UNet2DModel, "waveform": UNet1DModel, "dit": UnconditionalDiT2DModel}
+    return {"mel": UNet2DModel, "latent": UNet2DModel, "waveform": UNet1DModel, "dit": UnconditionalDiT2DModel,
+            "mel-text": UNet2DConditionModel}
 
 
 def build_denoiser(family: str, config: dict, shape: tuple[int, ...],
                    num_train_timesteps: int = 1000) -> torch.nn.Module:
-    """The denoiser of a pipeline ``family`` (mel | waveform | latent | dit) for examples of ``shape``
-    (channels, n_mels, frames), (channels, samples) or (channels, latent height, latent width).
+    """The denoiser of a pipeline ``family`` (mel | waveform | latent | dit | mel-text) for examples of
+    ``shape`` (channels, n_mels, frames), (channels, samples) or (channels, latent height, latent width).
 
-    Raises ``KeyError`` for an unknown family and ``ValueError`` for a shape the model cannot take.
+    ``mel-text`` (``UNet2DConditionModel``) also needs ``config["cross_attention_dim"]``, the width of
+    the text encoder's token states (set by the train stage from the encoder it loads).
+
+    Raises ``KeyError`` for an unknown family and ``ValueError`` for a shape the model cannot take or a
+    ``mel-text`` config without ``cross_attention_dim``.
     """
     if family not in FAMILIES:
         raise KeyError(f"unknown variant family {family!r}; known: {list(FAMILIES)}")
+    if family == "mel-text":
+        if "cross_attention_dim" not in config:
+            raise ValueError("a mel-text denoiser needs config['cross_attention_dim'], the width of the text "
+                             "encoder's token states (384 for minilm, 512 for t5-small)")
+        architecture = {k: v for k, v in config.items() if k != "cross_attention_dim"}
+        return build_text_unet(architecture, n_mels=shape[-2], frames=shape[-1],
+                               cross_attention_dim=config["cross_attention_dim"])
     if family == "waveform":
         return build_model("waveform", config, (shape[-1],), num_train_timesteps)
     height, width = shape[-2:]
