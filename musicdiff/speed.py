@@ -51,14 +51,16 @@ def time_inference(model: torch.nn.Module, sampler, decoder, shape: tuple[int, .
 
 def time_samplers(model: torch.nn.Module, samplers: dict, decoder, shape: tuple[int, ...], sample_rate: int,
                   batch_size: int = 1, warmup: int = 1, repeats: int = 3, seed: int = 0,
-                  device: str | torch.device = "cpu") -> dict[str, SpeedResult]:
+                  device: str | torch.device = "cpu", condition=None) -> dict[str, SpeedResult]:
     """Time every sampler in ``samplers`` (name -> ``(scheduler, num_inference_steps, eta)``): each
     run generates ``batch_size`` clips of ``shape`` (channels, ...) and decodes them with ``decoder``
     (a ``musicdiff.representation.Decoder``; output (batch, samples) at ``sample_rate`` Hz).
 
     Every sampler first runs ``warmup`` untimed times; then the timed runs are interleaved (round r
     runs each sampler once), so a slow spell of a shared machine affects all samplers alike rather
-    than one. Returns name -> ``SpeedResult`` with ``repeats`` timed runs each.
+    than one. Returns name -> ``SpeedResult`` with ``repeats`` timed runs each. ``condition`` (a
+    ``musicdiff.sampling.TextCondition`` for ``batch_size`` clips) is passed on for a text-conditioned
+    model; with a guidance scale other than 1 every step runs the denoiser on twice the batch.
 
     Raises ``ValueError`` when ``repeats < 3`` (a median of fewer runs is not reported) or
     ``warmup < 0``.
@@ -73,7 +75,7 @@ def time_samplers(model: torch.nn.Module, samplers: dict, decoder, shape: tuple[
     for run, (name, timed) in enumerate(rounds):
         sampler, steps, eta = samplers[name]
         generated = generate(model, sampler, batch_size, shape, steps, seed=seed + run, batch_size=batch_size,
-                             device=device, eta=eta, progress=False)
+                             device=device, eta=eta, progress=False, condition=condition)
         began = time.perf_counter()
         audio = decoder(generated.samples)
         decode_seconds = time.perf_counter() - began

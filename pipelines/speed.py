@@ -31,7 +31,8 @@ def main() -> None:
                     for name, cfg in params["samplers"].items()}
         results = time_samplers(trained.model, samplers, trained.decoder, representation.shape, representation.sample_rate,
                                 batch_size=settings["batch_size"], warmup=settings["warmup"],
-                                repeats=settings["repeats"], seed=settings["seed"], device=device)
+                                repeats=settings["repeats"], seed=settings["seed"], device=device,
+                                condition=trained.text_condition(trained.default_captions(settings["batch_size"])))
         for name, result in results.items():
             metrics.update({f"{name}/denoise_s_per_audio_s": result.denoise_rtf,
                             f"{name}/decode_s_per_audio_s": result.decode_rtf,

@@ -114,6 +114,30 @@ def _analyses(runs: list[dict], reports: Path, orders: dict) -> list[Path]:
                                "anchor sets show what z means for this embedding.",
                                [("Outliers per set", summary), ("Top outliers with their audio", top)],
                                top, floatfmt=".2f")
+    written += _creative(runs, reports, refs)
+    return written
+
+
+def _creative(runs: list[dict], reports: Path, refs: list[str] | None) -> list[Path]:
+    """variation_strength and text_conditioning tables, and the variation figure."""
+    from musicdiff.report import creative as c
+    from musicdiff.report.render import write_table
+
+    written = []
+    variation = c.variation_frame(runs)
+    if len(variation):
+        written += write_table(reports / "tables", "variation_strength", "Variations vs strength",
+                               "Real clips noised to start timestep T and denoised (`musicdiff vary`); distances "
+                               "are between each variation and its source clip (mean over clips).",
+                               c.variation_sections(variation, refs), variation, floatfmt=".3g")
+        written.append(c.variation_strength_figure(variation, reports / "figures" / "variation_strength.png", refs))
+    text = c.text_frame(runs)
+    if len(text):
+        written += write_table(reports / "tables", "text_conditioning", "Text-conditioned FAD per caption label",
+                               "Clips generated with each label's captions (classifier-free guidance) and "
+                               "unconditional clips of the same model, against the label's reference set. The "
+                               "ambient, band and drums sets were also training data of this variant, so those "
+                               "scores are not held out.", c.text_sections(text), text, floatfmt=".2f")
     return written
 
 
@@ -153,6 +177,16 @@ DESCRIPTIONS = {
                    "the threshold, and the top clips with their audio paths.",
     "outliers.csv": "The top outlier clips of each set with audio path, z-score and per-clip FAD.",
     "outliers.tex": "The outlier tables as LaTeX.",
+    "variation_strength.md": "Variations of real clips from each start timestep T (strength T / 1000): distance to "
+                             "the source clip and FAD per reference set, per model.",
+    "variation_strength.csv": "Variation results per model, start timestep and reference set, with CIs and KAD.",
+    "variation_strength.tex": "The variation table as LaTeX.",
+    "variation_strength.png": "FAD and distance to the source clip against variation strength, one line per model.",
+    "text_conditioning.md": "Text-conditioned FAD per caption label against the unconditional FAD of the same "
+                            "model, on the label's reference set.",
+    "text_conditioning.csv": "FAD of each caption label's clips and of the unconditional clips against every "
+                             "reference set, with CIs.",
+    "text_conditioning.tex": "The text-conditioning table as LaTeX.",
 }
 
 

@@ -1,0 +1,119 @@
+"""Report pieces of the creative tools: variation strength (table and ``variation_strength.png``) and
+text-conditioned FAD per caption label against unconditional FAD, from the ``variation`` and
+``text_conditioning`` stage runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from musicdiff.report.tables import format_ci, ordered
+
+
+def variation_frame(runs: list[dict]) -> pd.DataFrame:
+    """Per variant, start timestep T and reference set: FAD (CI), KAD and the distances to the source."""
+    rows = []
+    for run in runs:
+        if run["stage"] != "variation" or run["tags"].get("skipped"):
+            continue
+        m = run["metrics"]
+        for key in sorted(k for k in m if re.fullmatch(r"T_\d+/[^/]+/fad", k)):
+            t, ref, _ = key.split("/")
+            rows.append({"variant": run["instance"], "timestep": int(t[2:]), "strength": m[f"{t}/strength"],
+                         "reference": ref, "fad": m[key], "fad_ci_low": m[f"{t}/{ref}/fad_ci_low"],
+                         "fad_ci_high": m[f"{t}/{ref}/fad_ci_high"], "kad": m[f"{t}/{ref}/kad"],
+                         "embedding_distance": m[f"{t}/embedding_distance"],
+                         "mel_distance": m.get(f"{t}/mel_distance", float("nan")),
+                         "embedding": run["tags"].get("embedding", ""), "sampler": run["tags"].get("sampler", ""),
+                         "source_set": run["tags"].get("source_set", "")})
+    columns = ["variant", "timestep", "strength", "reference", "fad", "fad_ci_low", "fad_ci_high", "kad",
+               "embedding_distance", "mel_distance", "embedding", "sampler", "source_set"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["variant", "timestep", "reference"], ignore_index=True)
+
+
+def variation_sections(frame: pd.DataFrame, reference_order: list[str] | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """One table: rows model x start timestep; the distances to the source, then FAD (CI) per reference set."""
+    refs = ordered(frame["reference"], reference_order)
+    rows = []
+    for (variant, t), block in frame.groupby(["variant", "timestep"], sort=True):
+        first = block.iloc[0]
+        row = {"model": variant, "T": int(t), "strength": first["strength"],
+               "embedding distance": first["embedding_distance"], "log-mel distance": first["mel_distance"]}
+        for ref in refs:
+            hit = block[block["reference"] == ref]
+            row[f"FAD vs {ref}"] = format_ci(hit["fad"].iloc[0], hit["fad_ci_low"].iloc[0],
+                                             hit["fad_ci_high"].iloc[0]) if len(hit) else ""
+        rows.append(row)
+    return [("Variations by start timestep (T = 0: the source clips)", pd.DataFrame(rows))]
+
+
+def text_frame(runs: list[dict]) -> pd.DataFrame:
+    """Per text-conditioned variant, generated group (a caption label or ``unconditional``) and reference set:
+    FAD with its CI."""
+    rows = []
+    for run in runs:
+        if run["stage"] != "text_conditioning" or run["tags"].get("skipped"):
+            continue
+        m = run["metrics"]
+        for key in sorted(k for k in m if re.fullmatch(r"[^/]+/[^/]+/fad", k)):
+            group, ref, _ = key.split("/")
+            rows.append({"variant": run["instance"], "group": group, "reference": ref, "fad": m[key],
+                         "fad_ci_low": m[f"{group}/{ref}/fad_ci_low"], "fad_ci_high": m[f"{group}/{ref}/fad_ci_high"],
+                         "label_reference": run["params"].get(f"text_conditioning.label_reference_sets.{group}", ""),
+                         "text_encoder": run["tags"].get("text_encoder", ""),
+                         "guidance_scale": run["params"].get("guidance_scale", ""),
+                         "embedding": run["tags"].get("embedding", "")})
+    columns = ["variant", "group", "reference", "fad", "fad_ci_low", "fad_ci_high", "label_reference",
+               "text_encoder", "guidance_scale", "embedding"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["variant", "group", "reference"], ignore_index=True)
+
+
+def text_sections(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Per variant: for each caption label, FAD of its conditional clips and of the unconditional clips
+    against the label's reference set, and the change."""
+    sections = []
+    for variant, block in frame.groupby("variant", sort=True):
+        rows = []
+        for group, rows_of in block[block["group"] != "unconditional"].groupby("group", sort=True):
+            ref = rows_of["label_reference"].iloc[0]
+            cond = rows_of[rows_of["reference"] == ref]
+            uncond = block[(block["group"] == "unconditional") & (block["reference"] == ref)]
+            if not len(cond) or not len(uncond):
+                continue
+            c, u = cond.iloc[0], uncond.iloc[0]
+            rows.append({"label": group, "reference set": ref,
+                         "FAD with caption": format_ci(c["fad"], c["fad_ci_low"], c["fad_ci_high"]),
+                         "FAD unconditional": format_ci(u["fad"], u["fad_ci_low"], u["fad_ci_high"]),
+                         "change": c["fad"] - u["fad"]})
+        first = block.iloc[0]
+        sections.append((f"{variant} ({first['text_encoder']}, guidance scale {first['guidance_scale']})",
+                         pd.DataFrame(rows)))
+    return sections
+
+
+def variation_strength_figure(frame: pd.DataFrame, path: Path, reference_order: list[str] | None = None) -> Path:
+    """Left: FAD (95% CI band) against variation strength T / 1000, per model, against the first reference
+    set; right: the mean embedding distance of each variation to its source clip."""
+    from musicdiff.report.figures import _grid, _pyplot, _save
+
+    plt = _pyplot()
+    ref = ordered(frame["reference"], reference_order)[0]
+    fig, (left, right) = _grid(2, plt)
+    for variant, rows in frame[frame["reference"] == ref].groupby("variant", sort=True):
+        rows = rows.sort_values("strength")
+        left.plot(rows["strength"], rows["fad"], marker="o", label=variant)
+        left.fill_between(rows["strength"], rows["fad_ci_low"], rows["fad_ci_high"], alpha=0.2)
+        right.plot(rows["strength"], rows["embedding_distance"], marker="o", label=variant)
+    embedding = frame["embedding"].iloc[0]
+    left.set_title(f"FAD vs reference set {ref}")
+    left.set_ylabel(f"FAD ({embedding})")
+    right.set_title("distance to the source clip")
+    right.set_ylabel(f"mean {embedding} embedding distance")
+    for ax in (left, right):
+        ax.set_xlabel("strength (start timestep T / 1000; 0 = the sources)")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Variations ({frame['sampler'].iloc[0]}, sources from {frame['source_set'].iloc[0]})")
+    fig.tight_layout()
+    return _save(fig, path)
