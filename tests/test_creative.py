@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from creative_models import SR, train_folder
+
 from musicdiff import creative
 from musicdiff.features.mel import MelConfig, MelTransform
 from musicdiff.trained import TrainedVariant, infer_family

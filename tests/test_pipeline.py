@@ -86,6 +86,13 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
                                      "reference_sets": ["heldout", "drums"]})
     params["sample_size"].update({"variant": "latent-32x32", "sampler": "ddim2", "n_samples": 8, "sizes": [2, 4, 8],
                                   "repeats": 3, "reference_sets": ["heldout", "drums"]})
+    # The creative tools measured: variations of 3 held-out clips from T = 750 and 250, and per-label FAD of
+    # the text-conditioned variant.
+    params["variation"].update({"variants": ["mel-32x32", "waveform-2048"], "timesteps": [750, 250], "n_sources": 3,
+                                "sampler": "ddim2", "reference_sets": ["heldout", "drums"]})
+    params["text_conditioning"].update({"variants": ["mel-text-32x32"], "n_samples": 4, "sampler": "ddim2",
+                                        "label_reference_sets": {"orchestral": "heldout", "ambient": "ambient",
+                                                                 "drums": "drums"}})
     return params
 
 
@@ -204,8 +211,8 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     records = sorted((root / "metrics").rglob("*.json"))
     # download, prepare, features, text_features, vae, train, sample, speed, then per embedding
     # (musicnn, vggish): weights, embed (5 references + 10 sets), fad; bench; levels (10 sets), filter
-    # and outliers per embedding, steps per variant, sample_size
-    assert len(runs) == len(records) == 4 + 4 + 2 + 1 + 1 + 5 + 10 + 5 + 2 * (1 + 15 + 10) + 1 + 10 + 2 + 2 + 5 + 1
+    # and outliers per embedding, steps per variant, sample_size, variation (2 variants), text_conditioning
+    assert len(runs) == len(records) == 4 + 4 + 2 + 1 + 1 + 5 + 10 + 5 + 2 * (1 + 15 + 10) + 1 + 10 + 2 + 2 + 5 + 1 + 2 + 1
     assert "fad@musicnn-mel-32x32-ddpm" in names and "train@waveform-2048" in names and "vae@vae-32x32" in names
     fad_run = next(r for r in runs if r.info.run_name == "fad@musicnn-latent-32x32-ddim2")
     assert fad_run.data.tags["sampler"] == "ddim2" and fad_run.data.tags["variant"] == "latent-32x32"
@@ -263,7 +270,8 @@ def test_report_stage_relogs_records_of_stages_dvc_skipped_into_a_fresh_store(wo
 def test_report_writes_every_table_in_three_formats_and_indexes_every_file(workspace):
     root, _ = workspace
     reports = root / "reports"
-    for table in ("fad", "speed", "bench", "noisy_filtering", "fad_vs_steps", "fad_vs_n_samples", "outliers"):
+    for table in ("fad", "speed", "bench", "noisy_filtering", "fad_vs_steps", "fad_vs_n_samples", "outliers",
+                  "variation_strength", "text_conditioning"):
         for ext in ("md", "csv", "tex"):
             assert (reports / "tables" / f"{table}.{ext}").stat().st_size > 0, (table, ext)
         assert "\\begin{tabular}" in (reports / "tables" / f"{table}.tex").read_text()
@@ -273,7 +281,7 @@ def test_report_writes_every_table_in_three_formats_and_indexes_every_file(works
         assert line.split("): ", 1)[1].endswith("."), line  # a sentence describes each file
     import matplotlib.image
 
-    for figure in ("clip_levels", "fad_vs_steps", "fad_vs_n_samples"):
+    for figure in ("clip_levels", "fad_vs_steps", "fad_vs_n_samples", "variation_strength"):
         pixels = matplotlib.image.imread(reports / "figures" / f"{figure}.png")
         assert pixels.shape[0] > 300 and pixels.shape[1] > 500 and pixels.std() > 0.05
 
@@ -339,5 +347,22 @@ def test_dvc_plots_show_renders_the_figures(workspace, tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "plots" / "index.html").read_text()
-    for figure in ("clip_levels", "fad_vs_steps", "fad_vs_n_samples"):
+    for figure in ("clip_levels", "fad_vs_steps", "fad_vs_n_samples", "variation_strength"):
         assert figure in page
+
+
+def test_variations_and_text_conditioning_are_scored_and_reported(workspace):
+    root, _ = workspace
+    record = _record(root, "variation", "mel-32x32")["metrics"]
+    for t in (0, 250, 750):
+        assert record[f"T_{t}/heldout/fad_ci_low"] <= record[f"T_{t}/heldout/fad"] <= record[f"T_{t}/heldout/fad_ci_high"]
+    assert record["T_0/embedding_distance"] == 0 and record["T_250/embedding_distance"] > 0
+    assert record["T_0/mel_distance"] == 0 and record["T_750/mel_distance"] > 0
+    assert len(list((root / "data" / "variation" / "mel-32x32" / "T_750").glob("*.wav"))) == 3
+    text = _record(root, "text_conditioning", "mel-text-32x32")["metrics"]
+    for group in ("orchestral", "ambient", "drums", "unconditional"):
+        assert text[f"{group}/heldout/fad"] > 0 and text[f"{group}/drums/fad"] > 0
+    table = (root / "reports" / "tables" / "text_conditioning.md").read_text()
+    for label, ref in (("orchestral", "heldout"), ("ambient", "ambient"), ("drums", "drums")):
+        assert any(line.startswith(f"| {label}") and f"| {ref}" in line for line in table.splitlines()), table
+    assert "| model" in (root / "reports" / "tables" / "variation_strength.md").read_text()
