@@ -278,3 +278,26 @@ def test_text_features_and_train_stages_write_a_conditioned_model_folder(prepare
     record = json.loads((tmp_path / "metrics" / "train" / "tiny-text.json").read_text())
     assert record["tags"]["text_encoder"] == "minilm" and record["tags"]["text_encoder_sha256"] == MINILM_SHA256
     assert record["metrics"]["examples"] == 12
+
+    # Sampling side: the folder loads as a mel-text variant; classifier-free guidance follows its formula.
+    from musicdiff import creative
+    from musicdiff.trained import TrainedVariant
+
+    variant = TrainedVariant.load(None, model_dir)
+    assert variant.family == "mel-text" and variant.captions == [c for label in sorted(features.labels)
+                                                                 for c in features.labels[label]]
+    fast = creative.SamplerSettings("ddim", 4)
+    run = lambda caption, w: creative.denoise(  # noqa: E731
+        variant, (1, *variant.representation.shape), 0, fast, condition=variant.text_condition([caption], w))
+    # w = 0 is the unconditional prediction, which is what the empty caption gives at w = 1
+    torch.testing.assert_close(run("calm ambient music", 0.0), run("", 1.0), atol=1e-4, rtol=1e-4)
+    assert not torch.equal(run("calm ambient music", 2.5), run("calm ambient music", 1.0))
+    assert not torch.equal(run("calm ambient music", 2.5), run("orchestral brass", 2.5))
+    assert creative.generate(variant, 1, seed=0, sampler=fast, caption="calm ambient music", progress=False).shape \
+        == (1, 31 * 256)
+    audio, _, _ = variant.generate_audio({"scheduler": "ddim", "num_inference_steps": 2}, 3, 0, 3, progress=False)
+    assert audio.shape == (3, 31 * 256) and torch.isfinite(audio).all()
+    variant.conditioning["weights_sha256"] = "0" * 64
+    variant._text_encoder = None
+    with pytest.raises(ValueError, match="trained with"):
+        variant.text_condition(["calm ambient music"])
