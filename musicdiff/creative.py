@@ -211,10 +211,10 @@ def vary(trained: TrainedVariant, audio: torch.Tensor, strength: float | None = 
          guidance_scale: float | None = None, overlap_s: float = 0.1, device: str = "cpu",
          progress: bool = True) -> torch.Tensor:
     """A variation of ``audio`` (samples,) at the model's rate. Model windows overlapping by ``overlap_s``
-    seconds cover the audio; each is noised to the start timestep (``strength`` or ``timestep``,
-    :func:`start_timestep`) and denoised (window ``i`` with seed ``seed + i``), and neighbours are
-    crossfaded over the overlap. Returns the audio the windows cover (a tail shorter than one window
-    step is dropped). Raises ``ValueError`` for audio shorter than one window."""
+    seconds cover the audio; all of them are noised to the start timestep (``strength`` or ``timestep``,
+    :func:`start_timestep`) and denoised as one batch (noise from one generator seeded with ``seed``),
+    and neighbours are crossfaded over the overlap. Returns the audio the windows cover (a tail shorter
+    than one window step is dropped). Raises ``ValueError`` for audio shorter than one window."""
     t = start_timestep(trained, strength, timestep)
     enc = trained.encoder
     length = enc.samples_for_units(enc.units)
@@ -223,13 +223,11 @@ def vary(trained: TrainedVariant, audio: torch.Tensor, strength: float | None = 
     windows = 1 + (audio.shape[-1] - length) // step if audio.shape[-1] >= length else 0
     if windows == 0:
         _window_audio(trained, audio, 0)  # raises the error naming both lengths
-    pieces = []
-    for i in range(windows):
-        source, _ = _window_audio(trained, audio, i * step)
-        x = denoise(trained, tuple(source.shape), seed + i, sampler, source=source, from_timestep=t,
-                    condition=_condition(trained, 1, caption, guidance_scale), device=device, progress=progress)
-        pieces.append(enc.decode(x)[0, :length])
-    return _overlap_join(pieces, overlap)
+    source = torch.cat([_window_audio(trained, audio, i * step)[0] for i in range(windows)])
+    x = denoise(trained, tuple(source.shape), seed, sampler, source=source, from_timestep=t,
+                condition=_condition(trained, windows, caption, guidance_scale), device=device, progress=progress)
+    decoded = enc.decode(x)[:, :length]
+    return _overlap_join(list(decoded), overlap)
 
 
 def _overlap_join(pieces: list[torch.Tensor], overlap: int) -> torch.Tensor:
