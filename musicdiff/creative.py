@@ -216,6 +216,23 @@ def vary(trained: TrainedVariant, audio: torch.Tensor, strength: float | None = 
     and neighbours are crossfaded over the overlap. Returns the audio the windows cover (a tail shorter
     than one window step is dropped). Raises ``ValueError`` for audio shorter than one window."""
     t = start_timestep(trained, strength, timestep)
+    source, length, overlap = _windows(trained, audio, overlap_s)
+    x = denoise(trained, tuple(source.shape), seed, sampler, source=source, from_timestep=t,
+                condition=_condition(trained, len(source), caption, guidance_scale), device=device, progress=progress)
+    return _overlap_join(list(trained.encoder.decode(x)[:, :length]), overlap)
+
+
+def round_trip(trained: TrainedVariant, audio: torch.Tensor, overlap_s: float = 0.1) -> torch.Tensor:
+    """``audio`` (samples,) encoded and decoded in the windows :func:`vary` uses, without any diffusion:
+    what the representation alone (Griffin-Lim; the VAE for latents) does to a clip, the floor of
+    every variation's distance to its source. The identity for waveform models."""
+    source, length, overlap = _windows(trained, audio, overlap_s)
+    return _overlap_join(list(trained.encoder.decode(source)[:, :length]), overlap)
+
+
+def _windows(trained: TrainedVariant, audio: torch.Tensor, overlap_s: float) -> tuple[torch.Tensor, int, int]:
+    """The model windows covering ``audio`` with ``overlap_s`` seconds of overlap: their tensors
+    (windows, ...), the window length and the overlap in samples."""
     enc = trained.encoder
     length = enc.samples_for_units(enc.units)
     overlap = min(int(overlap_s * trained.representation.sample_rate), length // 2)
@@ -223,11 +240,7 @@ def vary(trained: TrainedVariant, audio: torch.Tensor, strength: float | None = 
     windows = 1 + (audio.shape[-1] - length) // step if audio.shape[-1] >= length else 0
     if windows == 0:
         _window_audio(trained, audio, 0)  # raises the error naming both lengths
-    source = torch.cat([_window_audio(trained, audio, i * step)[0] for i in range(windows)])
-    x = denoise(trained, tuple(source.shape), seed, sampler, source=source, from_timestep=t,
-                condition=_condition(trained, windows, caption, guidance_scale), device=device, progress=progress)
-    decoded = enc.decode(x)[:, :length]
-    return _overlap_join(list(decoded), overlap)
+    return torch.cat([_window_audio(trained, audio, i * step)[0] for i in range(windows)]), length, overlap
 
 
 def _overlap_join(pieces: list[torch.Tensor], overlap: int) -> torch.Tensor:

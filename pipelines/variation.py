@@ -11,9 +11,11 @@ clip ``i`` uses seed ``variation.seed + i``. For each T the variations are embed
   of its source (trimmed to the same length), averaged over clips, and the mean absolute difference
   of their scaled log-mels (units of the [-1, 1] scale; 2 is the full 80 dB range).
 
-T = 0 is the sources themselves (distance 0), scored the same way. Audio goes to
-``data/variation/<variant>/T_<T>/``; metrics are ``T_<T>/<reference>/fad`` (and CI, KAD),
-``T_<T>/embedding_distance`` and ``T_<T>/mel_distance``.
+T = 0 is the sources themselves (distance 0), scored the same way, and ``decoded`` the sources
+encoded and decoded without diffusion (``musicdiff.creative.round_trip``): the distance the decoder
+alone (Griffin-Lim, the VAE) puts between a clip and its source. Audio goes to
+``data/variation/<variant>/T_<T>/`` (and ``decoded/``); metrics are ``T_<T>/<reference>/fad`` (and
+CI, KAD), ``T_<T>/embedding_distance`` and ``T_<T>/mel_distance`` (``decoded/...`` likewise).
 """
 
 from __future__ import annotations
@@ -67,9 +69,10 @@ def main() -> None:
                                            device=device, progress=False)
                     (tmp / f"T_{t}").mkdir(exist_ok=True)
                     write_float_wav(tmp / f"T_{t}" / f"{path.stem}.wav", varied.numpy(), rate)
-                    if t == timesteps[0]:  # the source, cut to the length the variations cover
-                        (tmp / "T_0").mkdir(exist_ok=True)
-                        write_float_wav(tmp / "T_0" / f"{path.stem}.wav", audio[: len(varied)].numpy(), rate)
+                    if t == timesteps[0]:  # the source, cut to the length the variations cover, and its round trip
+                        for folder, clip in (("T_0", audio[: len(varied)]), ("decoded", creative.round_trip(trained, audio))):
+                            (tmp / folder).mkdir(exist_ok=True)
+                            write_float_wav(tmp / folder / f"{path.stem}.wav", clip.numpy(), rate)
         source_set = embed_folder(params, settings["embedding"], out_dir / "T_0")
         if source_set.skipped:
             run.set_tags({"skipped": source_set.skipped})
@@ -79,31 +82,34 @@ def main() -> None:
                                              f"{ref}.npz").frames for ref in settings["reference_sets"]}
         source_means = [c.mean(axis=0) for c in source_set.clips]
         metrics = {}
-        for t in [0, *timesteps]:
-            evaluation = source_set if t == 0 else embed_folder(params, settings["embedding"], out_dir / f"T_{t}")
+        for t in [0, "decoded", *timesteps]:
+            folder = t if t == "decoded" else f"T_{t}"
+            evaluation = source_set if t == 0 else embed_folder(params, settings["embedding"], out_dir / folder)
             values = {"embedding_distance": float(np.mean([np.linalg.norm(c.mean(axis=0) - s)
                                                            for c, s in zip(evaluation.clips, source_means)])),
-                      "strength": t / trained.noise_scheduler.config.num_train_timesteps}
+                      "strength": 0 if t == "decoded" else t / trained.noise_scheduler.config.num_train_timesteps}
             if mel is not None:
-                values["mel_distance"] = _mel_distance(mel, out_dir, t, rate)
+                values["mel_distance"] = _mel_distance(mel, out_dir, folder, rate)
             for ref, frames in references.items():
                 fad = fad_score(frames, evaluation.clips, n_bootstrap=fad_settings["n_bootstrap"],
                                 seed=fad_settings["seed"], ci=fad_settings["ci"])
                 kad = kad_score(frames, evaluation.clips, ci=fad_settings["ci"])
                 values.update({f"{ref}/fad": fad.fad, f"{ref}/fad_ci_low": fad.ci_low, f"{ref}/fad_ci_high": fad.ci_high,
                                f"{ref}/kad": kad.kad})
-                run.log_metrics({f"{ref}/fad": fad.fad}, step=t)
-            run.log_metrics({"embedding_distance": values["embedding_distance"]}, step=t)
-            metrics.update({f"T_{t}/{k}": v for k, v in values.items()})
+                if t != "decoded":
+                    run.log_metrics({f"{ref}/fad": fad.fad}, step=t)
+            if t != "decoded":
+                run.log_metrics({"embedding_distance": values["embedding_distance"]}, step=t)
+            metrics.update({f"{folder}/{k}": v for k, v in values.items()})
         run.log_metrics(metrics)
 
 
-def _mel_distance(mel: MelTransform, out_dir, t: int, rate: int) -> float:
-    """Mean |scaled log-mel difference| between each clip of ``T_<t>`` and its source in ``T_0``."""
+def _mel_distance(mel: MelTransform, out_dir, folder: str, rate: int) -> float:
+    """Mean |scaled log-mel difference| between each clip of ``folder`` and its source in ``T_0``."""
     from musicdiff.data.audio import load_audio
 
     distances = []
-    for path in sorted((out_dir / f"T_{t}").glob("*.wav")):
+    for path in sorted((out_dir / folder).glob("*.wav")):
         a = torch.from_numpy(load_audio(path, rate))
         b = torch.from_numpy(load_audio(out_dir / "T_0" / path.name, rate))
         n = min(len(a), len(b))

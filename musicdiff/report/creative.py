@@ -19,9 +19,10 @@ def variation_frame(runs: list[dict]) -> pd.DataFrame:
         if run["stage"] != "variation" or run["tags"].get("skipped"):
             continue
         m = run["metrics"]
-        for key in sorted(k for k in m if re.fullmatch(r"T_\d+/[^/]+/fad", k)):
+        for key in sorted(k for k in m if re.fullmatch(r"(T_\d+|decoded)/[^/]+/fad", k)):
             t, ref, _ = key.split("/")
-            rows.append({"variant": run["instance"], "timestep": int(t[2:]), "strength": m[f"{t}/strength"],
+            rows.append({"variant": run["instance"], "timestep": -1 if t == "decoded" else int(t[2:]),
+                         "strength": m[f"{t}/strength"],
                          "reference": ref, "fad": m[key], "fad_ci_low": m[f"{t}/{ref}/fad_ci_low"],
                          "fad_ci_high": m[f"{t}/{ref}/fad_ci_high"], "kad": m[f"{t}/{ref}/kad"],
                          "embedding_distance": m[f"{t}/embedding_distance"],
@@ -39,14 +40,16 @@ def variation_sections(frame: pd.DataFrame, reference_order: list[str] | None = 
     rows = []
     for (variant, t), block in frame.groupby(["variant", "timestep"], sort=True):
         first = block.iloc[0]
-        row = {"model": variant, "T": int(t), "strength": first["strength"],
+        row = {"model": variant, "T": "decoder only" if t < 0 else int(t), "strength": first["strength"],
                "embedding distance": first["embedding_distance"], "log-mel distance": first["mel_distance"]}
         for ref in refs:
             hit = block[block["reference"] == ref]
             row[f"FAD vs {ref}"] = format_ci(hit["fad"].iloc[0], hit["fad_ci_low"].iloc[0],
                                              hit["fad_ci_high"].iloc[0]) if len(hit) else ""
         rows.append(row)
-    return [("Variations by start timestep (T = 0: the source clips)", pd.DataFrame(rows))]
+    title = ("Variations by start timestep (T = 0: the source clips; decoder only: the sources encoded and "
+             "decoded without diffusion)")
+    return [(title, pd.DataFrame(rows))]
 
 
 def text_frame(runs: list[dict]) -> pd.DataFrame:
@@ -95,24 +98,27 @@ def text_sections(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 def variation_strength_figure(frame: pd.DataFrame, path: Path, reference_order: list[str] | None = None) -> Path:
     """Left: FAD (95% CI band) against variation strength T / 1000, per model, against the first reference
-    set; right: the mean embedding distance of each variation to its source clip."""
+    set; right: the mean embedding distance of each variation to its source clip. Crosses at strength 0
+    mark the sources passed through the decoder alone."""
     from musicdiff.report.figures import _grid, _pyplot, _save
 
     plt = _pyplot()
     ref = ordered(frame["reference"], reference_order)[0]
     fig, (left, right) = _grid(2, plt)
     for variant, rows in frame[frame["reference"] == ref].groupby("variant", sort=True):
-        rows = rows.sort_values("strength")
-        left.plot(rows["strength"], rows["fad"], marker="o", label=variant)
+        decoded, rows = rows[rows["timestep"] < 0], rows[rows["timestep"] >= 0].sort_values("strength")
+        line = left.plot(rows["strength"], rows["fad"], marker="o", label=variant)[0]
         left.fill_between(rows["strength"], rows["fad_ci_low"], rows["fad_ci_high"], alpha=0.2)
-        right.plot(rows["strength"], rows["embedding_distance"], marker="o", label=variant)
+        right.plot(rows["strength"], rows["embedding_distance"], marker="o", label=variant, color=line.get_color())
+        for ax, column in ((left, "fad"), (right, "embedding_distance")):  # the decoder alone, at strength 0
+            ax.scatter(decoded["strength"], decoded[column], marker="x", s=60, color=line.get_color())
     embedding = frame["embedding"].iloc[0]
     left.set_title(f"FAD vs reference set {ref}")
     left.set_ylabel(f"FAD ({embedding})")
     right.set_title("distance to the source clip")
     right.set_ylabel(f"mean {embedding} embedding distance")
     for ax in (left, right):
-        ax.set_xlabel("strength (start timestep T / 1000; 0 = the sources)")
+        ax.set_xlabel("strength (start timestep T / 1000; 0 = the sources, x = decoded only)")
         ax.legend(fontsize=8)
     fig.suptitle(f"Variations ({frame['sampler'].iloc[0]}, sources from {frame['source_set'].iloc[0]})")
     fig.tight_layout()
