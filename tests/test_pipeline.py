@@ -164,7 +164,7 @@ def test_speed_table_has_every_variant_and_sampler(workspace):
 
     root, _ = workspace
     speed = pd.read_csv(root / "reports" / "tables" / "speed.csv")
-    assert set(speed["Data Type"]) == {"Mel-Spec", "DiT", "VAE Latent Space", "Waveform", "VAE"}
+    assert set(speed["Data Type"]) == {"Mel-Spec", "DiT", "VAE Latent Space", "Waveform", "VAE", "Mel-Spec + text"}
     models = speed[speed["Data Type"] != "VAE"].set_index("Variant")
     assert models.loc["latent-32x32", "Resolution"] == "[32, 32] [16, 16]"
     assert models.loc["waveform-2048", "Resolution"] == "[1, 2048]"

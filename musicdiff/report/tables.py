@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-VARIANT_NAMES = {"mel": "Mel-Spec", "waveform": "Waveform", "latent": "VAE Latent Space", "dit": "DiT"}  # the study's names
+VARIANT_NAMES = {"mel": "Mel-Spec", "waveform": "Waveform", "latent": "VAE Latent Space", "dit": "DiT",
+                 "mel-text": "Mel-Spec + text"}  # the study's names (its conditional model is a mel UNet on T5 text)
 
 
 def fad_frame(runs: list[dict]) -> pd.DataFrame:
