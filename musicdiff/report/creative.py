@@ -118,7 +118,7 @@ def variation_strength_figure(frame: pd.DataFrame, path: Path, reference_order: 
     right.set_title("distance to the source clip")
     right.set_ylabel(f"mean {embedding} embedding distance")
     for ax in (left, right):
-        ax.set_xlabel("strength (start timestep T / 1000; 0 = the sources, x = decoded only)")
+        ax.set_xlabel("strength = start timestep T / 1000 (x: decoder only)")
         ax.legend(fontsize=8)
     fig.suptitle(f"Variations ({frame['sampler'].iloc[0]}, sources from {frame['source_set'].iloc[0]})")
     fig.tight_layout()
