@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from diffusers import UNet2DConditionModel
 
+from musicdiff.models.mel import unet_kwargs
+
 
 def build_text_unet(config: dict, n_mels: int, frames: int, cross_attention_dim: int) -> UNet2DConditionModel:
     """Build the conditional denoiser for spectrograms of resolution ``[frames, n_mels]``.
@@ -24,24 +26,7 @@ def build_text_unet(config: dict, n_mels: int, frames: int, cross_attention_dim:
     Raises ``ValueError`` when ``frames`` or ``n_mels`` is not divisible by the
     UNet's total downsampling factor, or when ``cross_attention_dim`` is not a positive integer.
     """
-    levels = len(config["block_out_channels"])
-    factor = 2 ** (levels - 1)
-    if n_mels % factor or frames % factor:
-        raise ValueError(
-            f"resolution [{frames}, {n_mels}] ([frames, mels]) must be divisible by {factor} "
-            f"for a UNet with {levels} levels"
-        )
+    kwargs = unet_kwargs(config, n_mels, frames)  # checks the resolution first
     if not isinstance(cross_attention_dim, int) or isinstance(cross_attention_dim, bool) or cross_attention_dim < 1:
         raise ValueError(f"cross_attention_dim must be a positive integer, got {cross_attention_dim!r}")
-    return UNet2DConditionModel(
-        sample_size=(n_mels, frames),
-        in_channels=1,
-        out_channels=1,
-        layers_per_block=config["layers_per_block"],
-        block_out_channels=tuple(config["block_out_channels"]),
-        down_block_types=tuple(config["down_block_types"]),
-        up_block_types=tuple(config["up_block_types"]),
-        norm_num_groups=config["norm_num_groups"],
-        attention_head_dim=config["attention_head_dim"],
-        cross_attention_dim=cross_attention_dim,
-    )
+    return UNet2DConditionModel(**kwargs, cross_attention_dim=cross_attention_dim)

@@ -18,6 +18,14 @@ def build_mel_unet(config: dict, n_mels: int, frames: int) -> UNet2DModel:
     ``attention_head_dim``). Raises ``ValueError`` when ``frames`` or ``n_mels`` is not divisible by
     the UNet's total downsampling factor.
     """
+    return UNet2DModel(**unet_kwargs(config, n_mels, frames))
+
+
+def unet_kwargs(config: dict, n_mels: int, frames: int) -> dict:
+    """The keyword arguments shared by the mel UNets (``UNet2DModel`` and the text-conditioned
+    ``UNet2DConditionModel``): one input and output channel at ``sample_size`` (n_mels, frames) and the
+    architecture keys of ``config``. Raises ``ValueError`` when ``frames`` or ``n_mels`` is not
+    divisible by the UNet's total downsampling factor."""
     levels = len(config["block_out_channels"])
     factor = 2 ** (levels - 1)
     if n_mels % factor or frames % factor:
@@ -25,7 +33,7 @@ def build_mel_unet(config: dict, n_mels: int, frames: int) -> UNet2DModel:
             f"resolution [{frames}, {n_mels}] ([frames, mels]) must be divisible by {factor} "
             f"for a UNet with {levels} levels"
         )
-    return UNet2DModel(
+    return dict(
         sample_size=(n_mels, frames),
         in_channels=1,
         out_channels=1,

@@ -4,31 +4,25 @@ text-conditioned FAD per caption label against unconditional FAD, from the ``var
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
+from musicdiff.report.analyses import _metric_groups
 from musicdiff.report.tables import format_ci, ordered
 
 
 def variation_frame(runs: list[dict]) -> pd.DataFrame:
     """Per variant, start timestep T and reference set: FAD (CI), KAD and the distances to the source."""
     rows = []
-    for run in runs:
-        if run["stage"] != "variation" or run["tags"].get("skipped"):
-            continue
+    for run, t, ref, v in _metric_groups(runs, "variation", r"(T_\d+|decoded)/[^/]+/fad"):
         m = run["metrics"]
-        for key in sorted(k for k in m if re.fullmatch(r"(T_\d+|decoded)/[^/]+/fad", k)):
-            t, ref, _ = key.split("/")
-            rows.append({"variant": run["instance"], "timestep": -1 if t == "decoded" else int(t[2:]),
-                         "strength": m[f"{t}/strength"],
-                         "reference": ref, "fad": m[key], "fad_ci_low": m[f"{t}/{ref}/fad_ci_low"],
-                         "fad_ci_high": m[f"{t}/{ref}/fad_ci_high"], "kad": m[f"{t}/{ref}/kad"],
-                         "embedding_distance": m[f"{t}/embedding_distance"],
-                         "mel_distance": m.get(f"{t}/mel_distance", float("nan")),
-                         "embedding": run["tags"].get("embedding", ""), "sampler": run["tags"].get("sampler", ""),
-                         "source_set": run["tags"].get("source_set", "")})
+        rows.append({"variant": run["instance"], "timestep": -1 if t == "decoded" else int(t[2:]),
+                     "strength": m[f"{t}/strength"], "reference": ref, "fad": v["fad"], "fad_ci_low": v["fad_ci_low"],
+                     "fad_ci_high": v["fad_ci_high"], "kad": v["kad"], "embedding_distance": m[f"{t}/embedding_distance"],
+                     "mel_distance": m.get(f"{t}/mel_distance", float("nan")),
+                     "embedding": run["tags"].get("embedding", ""), "sampler": run["tags"].get("sampler", ""),
+                     "source_set": run["tags"].get("source_set", "")})
     columns = ["variant", "timestep", "strength", "reference", "fad", "fad_ci_low", "fad_ci_high", "kad",
                "embedding_distance", "mel_distance", "embedding", "sampler", "source_set"]
     return pd.DataFrame(rows, columns=columns).sort_values(["variant", "timestep", "reference"], ignore_index=True)
@@ -56,18 +50,13 @@ def text_frame(runs: list[dict]) -> pd.DataFrame:
     """Per text-conditioned variant, generated group (a caption label or ``unconditional``) and reference set:
     FAD with its CI."""
     rows = []
-    for run in runs:
-        if run["stage"] != "text_conditioning" or run["tags"].get("skipped"):
-            continue
-        m = run["metrics"]
-        for key in sorted(k for k in m if re.fullmatch(r"[^/]+/[^/]+/fad", k)):
-            group, ref, _ = key.split("/")
-            rows.append({"variant": run["instance"], "group": group, "reference": ref, "fad": m[key],
-                         "fad_ci_low": m[f"{group}/{ref}/fad_ci_low"], "fad_ci_high": m[f"{group}/{ref}/fad_ci_high"],
-                         "label_reference": run["params"].get(f"text_conditioning.label_reference_sets.{group}", ""),
-                         "text_encoder": run["tags"].get("text_encoder", ""),
-                         "guidance_scale": run["params"].get("guidance_scale", ""),
-                         "embedding": run["tags"].get("embedding", "")})
+    for run, group, ref, v in _metric_groups(runs, "text_conditioning", r"[^/]+/[^/]+/fad"):
+        rows.append({"variant": run["instance"], "group": group, "reference": ref, "fad": v["fad"],
+                     "fad_ci_low": v["fad_ci_low"], "fad_ci_high": v["fad_ci_high"],
+                     "label_reference": run["params"].get(f"text_conditioning.label_reference_sets.{group}", ""),
+                     "text_encoder": run["tags"].get("text_encoder", ""),
+                     "guidance_scale": run["params"].get("guidance_scale", ""),
+                     "embedding": run["tags"].get("embedding", "")})
     columns = ["variant", "group", "reference", "fad", "fad_ci_low", "fad_ci_high", "label_reference",
                "text_encoder", "guidance_scale", "embedding"]
     return pd.DataFrame(rows, columns=columns).sort_values(["variant", "group", "reference"], ignore_index=True)
