@@ -122,7 +122,7 @@ def compare_throughput(embedding, loader, files: list[Path], audio_s: float) -> 
     import fadtk.fad
     from fadtk.fad import FrechetAudioDistance
 
-    from musicdiff.metrics.embeddings import embed_files
+    from musicdiff.evaluation.sets import embed_files
 
     fadtk.fad.TORCHAUDIO_RESAMPLING = fadtk_resampling()
 
@@ -134,7 +134,7 @@ def compare_throughput(embedding, loader, files: list[Path], audio_s: float) -> 
                 shutil.copy(f, folder / Path(f).name)
         ours_files = sorted(ours_dir.iterdir())
         start = time.perf_counter()
-        embed_files(embedding, ours_files, cache_dir=None, progress=False)
+        embed_files(embedding, ours_files, None, "bench", cache_dir=None, progress=False)  # whole files, as fadtk
         ours_s = time.perf_counter() - start
         fad = FrechetAudioDistance(loader, audio_load_worker=1, load_model=False)
         fad.loaded = True

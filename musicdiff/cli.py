@@ -49,34 +49,40 @@ def _relog(args) -> int:
 
 
 def _fad(args) -> int:
-    from musicdiff.metrics.embeddings import embed_files, get_embedding
-    from musicdiff.metrics.fad import fad_score
-    from musicdiff.metrics.kad import fad_inf, kad_score
+    from musicdiff.evaluation.protocol import EvaluationProtocol
+    from musicdiff.evaluation.scoring import Reference, ScoreSettings, score
+    from musicdiff.evaluation.sets import embed_files
+    from musicdiff.metrics.embeddings import get_embedding
 
+    section = {"clip_s": 0.73, "sample_rate": 22050}
+    if Path(args.params).is_file():  # the pipeline's protocol, so a folder is scored as the pipeline scores
+        import yaml
+
+        section.update((yaml.safe_load(Path(args.params).read_text()) or {}).get("evaluation") or {})
+    protocol = EvaluationProtocol(float(args.clip_s or section["clip_s"]), int(args.sample_rate or section["sample_rate"]))
     try:
         embedding = get_embedding(args.embedding)
     except (KeyError, RuntimeError) as error:  # unknown name; missing weights (the message says how to add them)
         print(f"error: {error}", file=sys.stderr)
         return 2
     sets = []
-    for folder in (args.ref_dir, args.eval_dir):
-        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in {".wav", ".flac", ".ogg", ".opus", ".mp3"})
+    for name, folder in (("reference", args.ref_dir), ("evaluation", args.eval_dir)):
+        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in {".wav", ".flac", ".ogg", ".opus", ".mp3"}
+                       and p.is_file())
         if not files:
             print(f"error: no audio files under {folder}", file=sys.stderr)
             return 2
-        sets.append(embed_files(embedding, files, cache_dir=Path(args.cache) if args.cache else None))
-    reference, evaluation = sets[0].frames, sets[1].clips
-    result = fad_score(reference, evaluation, n_bootstrap=args.bootstrap, seed=args.seed)
-    print(f"embedding: {embedding.name} (weights {embedding.weight_sha256[:12]})")
-    for key, value in result.to_dict().items():
-        print(f"{key}: {value}")
-    if len(evaluation) >= 3:
-        kad = kad_score(reference, evaluation)
-        print(f"kad: {kad.kad}\nkad_ci_low: {kad.ci_low}\nkad_ci_high: {kad.ci_high}\nkad_bandwidth: {kad.bandwidth}")
-    if len(evaluation) >= 4:
-        inf = fad_inf(reference, evaluation, seed=args.seed)
-        print(f"fad_inf: {inf.fad_inf}\nfad_inf_ci_low: {inf.ci_low}\nfad_inf_ci_high: {inf.ci_high}\n"
-              f"fad_inf_r2: {inf.r2}")
+        sets.append(embed_files(embedding, files, protocol, f"{name} ({folder})",
+                                cache_dir=Path(args.cache) if args.cache else None))
+    result = score(sets[1], Reference.from_set(sets[0]), ScoreSettings(n_bootstrap=args.bootstrap, seed=args.seed))
+    print(f"embedding: {embedding.name} (weights {embedding.weight_sha256[:12]}); protocol: {protocol.clip_s} s clips "
+          f"at {protocol.sample_rate} Hz")
+    for key, value in result.metrics().items():
+        print(f"{key}: {value:.6g}")
+    for flag in result.flags():
+        print(f"flag: {flag}")
+    if result.fad_inf is not None and not result.fad_inf.reliable:
+        print(f"flag: FAD-inf not reliable: {result.fad_inf.reason}")
     return 0
 
 
@@ -140,7 +146,7 @@ def _regress(args) -> int:
         raise RuntimeError(f"{folder / 'params.yaml'}: missing {error}") from None
     if not args.no_repro:
         # The whole benchmark (check and variation seeds) for --update; only the check's chain otherwise.
-        target = "dvc.yaml" if args.update else f"dvc.yaml:fad@{settings.fad_instance()}"
+        target = "dvc.yaml" if args.update else f"dvc.yaml:evaluate@{settings.evaluation_set()}"
         print(f"musicdiff regress: dvc repro {target} (in {folder})", flush=True)
         subprocess.run([sys.executable, "-m", "dvc", "repro", target], cwd=folder, check=True)
     if args.update:
@@ -197,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="musicnn (default), logmel-stats, vggish, clap-laion-audio or clap-laion-music")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the CI")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clip-s", type=float, default=None,
+                   help="evaluation clip length in seconds (default: params.yaml evaluation.clip_s, else 0.73)")
+    p.add_argument("--sample-rate", type=int, default=None,
+                   help="protocol sample rate in Hz (default: params.yaml evaluation.sample_rate, else 22050)")
+    p.add_argument("--params", default="params.yaml", help="params file whose evaluation protocol is used")
     p.add_argument("--cache", default=None, help="embedding cache folder (content-addressed)")
     p.set_defaults(func=_fad)
 

@@ -1,9 +1,11 @@
-"""Content hashes shared by data manifests, weight checks, the embedding cache and MLflow tags."""
+"""Content hashes shared by data manifests, weight checks, the embedding cache and MLflow tags, and the
+atomic replacement of a finished output folder."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 _CHUNK = 1 << 20
@@ -27,3 +29,16 @@ def sha256_tree(paths: list[str | os.PathLike]) -> str:
             digest.update(str(f.relative_to(root) if root.is_dir() else f.name).encode())
             digest.update(bytes.fromhex(sha256_file(f)))
     return digest.hexdigest()
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Move the finished folder ``tmp`` to ``final``, replacing what was there (two renames: a reader
+    never sees a half-written ``final``)."""
+    tmp, final = Path(tmp), Path(final)
+    old = None
+    if final.exists() or final.is_symlink():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() and not old.is_symlink() else old.unlink()

@@ -66,8 +66,9 @@ class CheckSettings:
                    variation=tuple(section.get("variation") or ()), reference_sets=tuple(section["reference_sets"]),
                    k_sd=float(section["k_sd"]), dataset=params["train_dataset"])
 
-    def fad_instance(self, variant: str | None = None) -> str:
-        return f"{self.embedding}-{variant or self.variant}-{self.sampler}"
+    def evaluation_set(self, variant: str | None = None) -> str:
+        """The evaluation set (a key of the benchmark's ``samples``) of the check or of a seed variant."""
+        return f"{variant or self.variant}-{self.sampler}"
 
 
 @dataclass(frozen=True)
@@ -114,22 +115,24 @@ def run_summary(folder: Path, settings: CheckSettings) -> dict:
     Returns ``{"fad": {ref: {"fad", "ci_low", "ci_high", "n_eval", "n_ref"}}, "provenance": {...}}``.
     Raises ``FileNotFoundError`` for a missing record and ``KeyError`` for a reference set the run lacks.
     """
-    fad = _record(folder, "fad", settings.fad_instance())
+    fad = _record(folder, "evaluate", settings.evaluation_set())
     numbers = {}
+    names = {"fad": "fad", "ci_low": "fad_ci_low", "ci_high": "fad_ci_high", "n_eval": "n_clips", "n_ref": "ref_clips"}
     for ref in settings.reference_sets:
-        if f"{ref}/fad" not in fad.metrics:
-            raise KeyError(f"the check run has no FAD against {ref!r} (its record lists {fad.tags.get('reference_sets')})")
-        numbers[ref] = {k: fad.metrics[f"{ref}/{k}"] for k in ("fad", "ci_low", "ci_high", "n_eval", "n_ref")}
+        prefix = f"{settings.embedding}/{ref}/"
+        if f"{prefix}fad" not in fad.metrics:
+            raise KeyError(f"the check run has no {settings.embedding} FAD against {ref!r}")
+        numbers[ref] = {k: fad.metrics[prefix + v] for k, v in names.items()}
     download = _record(folder, "download", settings.dataset)
     prepare = _record(folder, "prepare", settings.dataset)
-    weights = _record(folder, "weights", settings.embedding)
+    weights = _record(folder, "weights", "all")
     train = _record(folder, "train", settings.variant)
     provenance = {
         "git_commit": fad.tags.get("git_commit", ""),
         "versions": {k.removeprefix("version."): v for k, v in sorted(fad.tags.items()) if k.startswith("version.")},
         "data": {
             "audio clips": download.tags.get("table_sha256", ""),
-            "embedding weights": weights.tags.get("weight_sha256", ""),
+            "embedding weights": weights.tags.get(f"weight_sha256.{settings.embedding}", ""),
             **{f"prepared {split} split": v for split, v in
                ((k.removeprefix("table_sha256_"), v) for k, v in sorted(prepare.tags.items())
                 if k.startswith("table_sha256_"))},
@@ -165,12 +168,13 @@ def build_baseline(folder: Path, settings: CheckSettings) -> dict:
     tolerance (from the variation seeds' records) and the run's provenance."""
     current = run_summary(folder, settings)
     variants = [settings.variant, *settings.variation]
-    records = {v: _record(folder, "fad", settings.fad_instance(v)) for v in variants}
+    records = {v: _record(folder, "evaluate", settings.evaluation_set(v)) for v in variants}
     metrics = {}
     for ref, check in current["fad"].items():
-        seed_fads = {v: records[v].metrics[f"{ref}/fad"] for v in variants}
+        seed_fads = {v: records[v].metrics[f"{settings.embedding}/{ref}/fad"] for v in variants}
         metrics[ref] = {**check, **measure_tolerance(check, seed_fads, settings.k_sd)}
-    confidence = records[settings.variant].params.get("ci", 0.95)
+    evaluation = records[settings.variant].params.get("evaluation", {})
+    confidence = evaluation.get("ci", 0.95)
     return {
         "schema": SCHEMA,
         "benchmark": str(folder),
@@ -180,7 +184,7 @@ def build_baseline(folder: Path, settings: CheckSettings) -> dict:
             f"tolerance = max({settings.k_sd:g} x sd, ci_half): sd is the sample standard deviation (ddof 1) of "
             f"FAD over {len(variants)} training seeds (variants {', '.join(variants)}: the same model, data, "
             f"sampler and sampling seed; only train.seed differs), ci_half is the upper bound of the check run's "
-            f"{confidence:.0%} bootstrap CI of FAD ({records[settings.variant].params.get('n_bootstrap')} resamples "
+            f"{confidence:.0%} bootstrap CI of FAD ({evaluation.get('n_bootstrap')} resamples "
             "of the evaluation clips, re-centred on the estimate) minus its FAD. A run fails when "
             "FAD_now - FAD_baseline > tolerance."),
         "metrics": metrics,

@@ -106,13 +106,21 @@ class Representation:
 class Decoder:
     """Turns generated tensors of a ``Representation`` into audio (batch, samples) float32 on the CPU.
 
-    For latents the VAE is read from ``model_dir / "vae"``. Raises ``FileNotFoundError`` when a
+    For latents the VAE is read from ``model_dir / "vae"``. ``decode`` overrides the decode-only
+    settings of the representation's mel config (``griffin_lim_iters``, ``griffin_lim_momentum``: params
+    ``decode``), which are not part of what a model was trained on. Raises ``FileNotFoundError`` when a
     latent model folder has no ``vae/``.
     """
 
-    def __init__(self, representation: Representation, model_dir: Path | None = None):
+    def __init__(self, representation: Representation, model_dir: Path | None = None, decode: dict | None = None):
         self.representation = r = representation
-        self.mel = MelTransform(r.mel_config) if r.kind in ("mel", "latent") else None
+        config = None
+        if r.kind in ("mel", "latent"):
+            from dataclasses import replace
+
+            config = replace(r.mel_config, **{k: v for k, v in (decode or {}).items()
+                                               if k in ("griffin_lim_iters", "griffin_lim_momentum")})
+        self.mel = MelTransform(config) if config is not None else None
         self.vae = None
         if r.kind == "latent":
             from diffusers import AutoencoderKL

@@ -95,9 +95,11 @@ class TrainedVariant:
     _text_encoder: object = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, family: str | None, model_dir: Path, step: int | None = None) -> "TrainedVariant":
+    def load(cls, family: str | None, model_dir: Path, step: int | None = None,
+             decode: dict | None = None) -> "TrainedVariant":
         """Load ``model_dir``: the final EMA weights, or those of checkpoint ``step``; ``family`` None reads
-        it from the folder (:func:`infer_family`).
+        it from the folder (:func:`infer_family`); ``decode`` overrides the decoder's decode-only settings
+        (Griffin-Lim iterations and momentum, see ``representation.Decoder``).
 
         Raises ``FileNotFoundError`` for a missing folder, representation, VAE, checkpoint or, for a
         text-conditioned model, ``conditioning.json``."""
@@ -115,7 +117,7 @@ class TrainedVariant:
                 raise FileNotFoundError(f"{path} is missing: a text-conditioned model folder names its text encoder there")
             conditioning = json.loads(path.read_text())
         return cls(family, model, representation, DDPMScheduler.from_pretrained(model_dir / "scheduler"),
-                   Decoder(representation, model_dir), conditioning)
+                   Decoder(representation, model_dir, decode), conditioning)
 
     @property
     def encoder(self) -> Encoder:

@@ -52,14 +52,15 @@ def main() -> None:
         run.log_params({"repeats": repeats, "clips": len(clips), "threads": torch.get_num_threads(),
                         "throughput_embeddings": settings.get("throughput_embeddings", [])})
         metrics = {}
-        from musicdiff.metrics.embeddings import embed_files
+        from musicdiff.evaluation.sets import embed_files
 
-        from pipelines.embed import build_embedding  # the same builder as the embed stages
+        from pipelines.evaluation import build_embedding  # the same builder as the scoring stages
 
         musicnn = build_embedding(params, "musicnn")
-        embedded = embed_files(musicnn, clips, cache_dir=ROOT / "data" / "cache" / "embeddings", progress=False)
+        embedded = embed_files(musicnn, clips, None, "fadtk clips", cache_dir=ROOT / "data" / "cache" / "embeddings",
+                               progress=False)  # whole files, as fadtk embeds them
         groups = {}
-        for path, frames in zip(embedded.paths, embedded.clips):
+        for path, frames in zip(embedded.names, embedded.clips):
             groups.setdefault(Path(path).name.split("-")[0], []).append(frames)
         mg, mubert = np.concatenate(groups["mg"]), np.concatenate(groups["mubert"])
         pairs = {"musicnn-musicgen-vs-mubert": (gaussian_stats(mg), gaussian_stats(mubert))}

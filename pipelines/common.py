@@ -64,3 +64,28 @@ def variant_settings(params: dict, name: str) -> tuple[dict, dict, dict]:
             schedule[key] = variant[key]
     train = {**params["train"], **variant.get("train", {})}
     return variant, schedule, train
+
+
+def upstream_run_tags(**stages: str) -> dict[str, str]:
+    """Tags naming the MLflow runs a stage consumes: ``upstream.<stage>`` = the run id in the JSON record
+    ``metrics/<stage>/<instance>.json`` of each ``stage=instance`` given (absent records are left out),
+    so that a FAD run links to its sample run, and that to its train run."""
+    import json
+
+    tags = {}
+    for stage, instance in stages.items():
+        path = record_path(stage, instance)
+        if path.is_file():
+            record = json.loads(path.read_text())
+            tags[f"upstream.{stage}"] = record.get("run_id", "")
+            tags[f"upstream.{stage}.instance"] = instance
+    return tags
+
+
+def sample_spec(params: dict, name: str) -> dict:
+    """``samples.<name>`` with its variant's family; raises ``KeyError`` naming the known sets."""
+    if name not in params["samples"]:
+        raise KeyError(f"no evaluation set {name!r} in params.yaml samples; known: {sorted(params['samples'])}")
+    spec = dict(params["samples"][name])
+    spec["family"] = params["variants"][spec["variant"]]["family"]
+    return spec

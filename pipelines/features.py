@@ -30,7 +30,7 @@ def main() -> None:
         metrics = {}
         if spec["kind"] == "mel":
             frames, n_mels = spec["resolution"]
-            config = MelConfig(sample_rate=sample_rate, n_mels=n_mels, **params["mel"])
+            config = MelConfig(sample_rate=sample_rate, n_mels=n_mels, **params["mel"])  # decode knobs: `decode`
             transform = MelTransform(config)
             data = mel_dataset(clips, transform, frames, crops_per_clip=crops)
             representation = Representation("mel", sample_rate, tuple(data.shape[1:]), frames=frames,

@@ -1,12 +1,13 @@
-"""Stage filter@<embedding>: the study's noisy-sample filtering (Table 5.2) for every generated set.
+"""Stage filter: the study's noisy-sample filtering (Table 5.2) for every generated set and embedding.
 
-For each variant x sampler, the clips whose level (``noisy_filter.level``: rms_dbfs | lufs, from the
-levels@ records) lies outside ``[min_db, max_db]`` are removed, and FAD is computed on all clips
-("original") and on the kept clips ("filtered") against every reference set (and the shipped
-statistics that cover the embedding), each with its bootstrap CI. Metrics are
-``<variant>-<sampler>/<reference>/{fad,fad_ci_low,fad_ci_high,filtered_fad,...}`` and
-``<variant>-<sampler>/{n_clips,n_removed,n_kept}``; the removed files are a param. A set that keeps
-fewer than 2 clips has no filtered FAD (no covariance) and says so in the tag ``too_few_kept``.
+For each generated set (``samples``), the clips whose level (``noisy_filter.level``: rms_dbfs | lufs,
+from the set's ``levels.csv``) lies outside ``[min_db, max_db]`` are removed and the set is scored
+again against every reference set by ``musicdiff.evaluation.score`` (FAD with its CI, KAD, the
+adequacy flag). The scores of all clips ("original") are those of the set's ``evaluate@`` record.
+Metrics: ``<embedding>/<set>/<reference>/{fad,fad_ci_low,fad_ci_high,kad,adequate}`` and the same
+with ``filtered_``, ``<set>/{n_clips,n_kept,n_removed}``; params: the removed files (the first 50) and each set's
+levels (for the histograms). A set that keeps fewer than 3 clips has no filtered score (tag
+``too_few_kept``).
 """
 
 from __future__ import annotations
@@ -15,75 +16,73 @@ from pathlib import Path
 
 import numpy as np
 
-from musicdiff.metrics.embeddings import EmbeddedSet
-from musicdiff.metrics.fad import fad_score
+from musicdiff.evaluation.scoring import score
+from musicdiff.evaluation.sets import EmbeddedSet
 from musicdiff.metrics.loudness import keep_mask
 from musicdiff.tracking import StageRecord, stage_run
 
+from pipelines import evaluation as ev
 from pipelines.common import ROOT, load_params, parser, record_path
-from pipelines.fad import reference_statistics
+
+FIELDS = ("fad", "fad_ci_low", "fad_ci_high", "kad", "kad_ci_low", "kad_ci_high", "adequate")
 
 
-def clip_levels(instance: str, level: str) -> dict[str, float]:
-    """``{file name: level}`` of one generated set, from its levels@ record."""
-    path = record_path("levels", instance)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `dvc repro levels@{instance}` first")
-    record = StageRecord.read(path)
-    found = {name: record.metrics.get(f"clip_{i:04d}/{level}") for i, name in enumerate(record.params["files"])}
-    missing = [name for name, value in found.items() if value is None]
-    if missing:
-        raise ValueError(f"{instance}: no {level} for {len(missing)} clip(s), e.g. {missing[0]} (LUFS needs clips of "
-                         "at least 400 ms); set noisy_filter.level to rms_dbfs")
-    return found
+def set_levels(name: str, level: str) -> dict[str, float]:
+    """``{file name: level}`` of one generated set, from its ``levels.csv``."""
+    import pandas as pd
+
+    path = ROOT / "data" / "samples" / name / "levels.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `dvc repro sample@{name}` first")
+    table = pd.read_csv(path)
+    if table[level].isna().any():
+        raise ValueError(f"{path}: no {level} for {int(table[level].isna().sum())} clip(s) (LUFS needs clips of at "
+                         "least 400 ms); set noisy_filter.level to rms_dbfs")
+    return dict(zip(table["file"], table[level]))
 
 
 def main() -> None:
-    args = parser(__doc__, "--embedding").parse_args()
+    parser(__doc__).parse_args()
     params = load_params()
-    settings, fad_settings = params["noisy_filter"], params["fad"]
-    embedding = args.embedding
-    folder = ROOT / "data" / "embeddings" / embedding
-    sets = [f"{v}-{s}" for v in params["variants"] for s in params["samplers"]]
-    references = list(params["reference_sets"])
-    tags = {"embedding": embedding, "reference_sets": ",".join(references), "level": settings["level"]}
-    evaluations = {name: EmbeddedSet.load(folder / "samples" / f"{name}.npz") for name in sets}
-    skipped = next((e.skipped for e in evaluations.values() if e.skipped), "")
-    if skipped:
-        with stage_run("filter", embedding, record_path("filter", embedding), tags={**tags, "skipped": skipped}):
-            pass
-        print(f"skipped filter@{embedding}: {skipped}")
-        return
-    inputs = [folder / "samples" / f"{name}.npz" for name in sets] + \
-             [folder / "reference" / f"{r}.npz" for r in references]
-    ref_sets = {r: EmbeddedSet.load(folder / "reference" / f"{r}.npz").frames for r in references}
-    ref_sets.update(reference_statistics(params, embedding))
-    fad_kwargs = {"n_bootstrap": fad_settings["n_bootstrap"], "seed": fad_settings["seed"], "ci": fad_settings["ci"]}
-    with stage_run("filter", embedding, record_path("filter", embedding),
-                   tags={**tags, "reference_stats": ",".join(k for k in ref_sets if k not in references)},
-                   data_paths=inputs) as run:
-        metrics, removed, too_few = {}, {}, []
-        for name, evaluation in evaluations.items():
-            levels = clip_levels(name, settings["level"])
-            values = np.array([levels[Path(p).name] for p in evaluation.paths])
-            keep = keep_mask(values, settings.get("max_db"), settings.get("min_db"))
-            removed[name] = [Path(p).name for p, k in zip(evaluation.paths, keep) if not k]
-            kept = [c for c, k in zip(evaluation.clips, keep) if k]
+    settings = params["noisy_filter"]
+    sets = list(params["samples"])
+    score_settings = ev.settings(params)
+    with stage_run("filter", "all", record_path("filter", "all"),
+                   tags={"level": settings["level"], "reference_sets": ",".join(params["reference_sets"])}) as run:
+        metrics, removed, levels, too_few = {}, {}, {}, []
+        masks = {}
+        for name in sets:
+            values = set_levels(name, settings["level"])
+            files = sorted(values)
+            keep = keep_mask(np.array([values[f] for f in files]), settings.get("max_db"), settings.get("min_db"))
+            masks[name] = {f: bool(k) for f, k in zip(files, keep)}
+            removed[name] = [f for f, k in zip(files, keep) if not k][:50]  # the first 50 (MLflow params are short)
+            levels[name] = [round(float(values[f]), 2) for f in files]
             metrics.update({f"{name}/n_clips": len(keep), f"{name}/n_kept": int(keep.sum()),
                             f"{name}/n_removed": int((~keep).sum())})
-            if len(kept) < 2:
+            if keep.sum() < 3:
                 too_few.append(name)
-            for ref, reference in ref_sets.items():
-                original = fad_score(reference, evaluation.clips, **fad_kwargs)
-                metrics.update({f"{name}/{ref}/fad": original.fad, f"{name}/{ref}/fad_ci_low": original.ci_low,
-                                f"{name}/{ref}/fad_ci_high": original.ci_high})
-                if len(kept) >= 2:
-                    filtered = original if keep.all() else fad_score(reference, kept, **fad_kwargs)
-                    metrics.update({f"{name}/{ref}/filtered_fad": filtered.fad,
-                                    f"{name}/{ref}/filtered_fad_ci_low": filtered.ci_low,
-                                    f"{name}/{ref}/filtered_fad_ci_high": filtered.ci_high})
-        run.log_params({"noisy_filter": settings, "fad": fad_settings, "evaluation_sets": sets,
-                        "reference_sets": list(ref_sets), "removed": removed})
+        for embedding in ev.embeddings(params):
+            refs = ev.references(params, embedding)
+            for name in sets:
+                original = StageRecord.read(record_path("evaluate", name)).metrics
+                evaluation = EmbeddedSet.load(ev.set_path(params, name, embedding))
+                kept = [i for i, clip in enumerate(evaluation.names)
+                        if masks[name][Path(clip.split("#")[0]).name]]
+                for ref, reference in refs.items():
+                    prefix = f"{embedding}/{name}/{ref}"
+                    metrics.update({f"{prefix}/{k}": original[f"{embedding}/{ref}/{k}"] for k in FIELDS
+                                    if f"{embedding}/{ref}/{k}" in original})
+                    if name in too_few:
+                        continue
+                    if len(kept) == len(evaluation.names):
+                        filtered = {k: metrics[f"{prefix}/{k}"] for k in FIELDS if f"{prefix}/{k}" in metrics}
+                    else:
+                        filtered = score(evaluation.subset(kept, f"{name} (filtered)"), reference, score_settings,
+                                         fad_inf_=False).metrics()
+                    metrics.update({f"{prefix}/filtered_{k}": filtered[k] for k in FIELDS if k in filtered})
+        run.log_params({"noisy_filter": settings, "evaluation_sets": sets, "removed": removed})
+        run.log_params({f"levels.{name}": values for name, values in levels.items()})
         if too_few:
             run.set_tags({"too_few_kept": ",".join(too_few)})
         run.log_metrics(metrics)

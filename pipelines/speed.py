@@ -1,4 +1,8 @@
-"""Stage speed@<variant>: time every sampler of params.yaml on a trained variant (median of >= 3 interleaved runs)."""
+"""Stage speed: time every sampler of params.yaml on every trained variant (median of >= 3 interleaved runs).
+
+One process times the variants one after the other (nothing else runs beside it under `dvc repro`),
+with one MLflow run and JSON record (``metrics/speed/<variant>.json``) per variant.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +16,24 @@ from pipelines.common import ROOT, load_params, parser, record_path
 
 
 def main() -> None:
-    args = parser(__doc__, "--variant").parse_args()
+    parser(__doc__).parse_args()
     params = load_params()
+    for variant in params["variants"]:
+        time_variant(params, variant)
+
+
+def time_variant(params: dict, variant: str) -> None:
+    """Time every sampler on ``variant``; logs one run and writes its record."""
     settings = params["speed"]
-    family = params["variants"][args.variant]["family"]
-    model_dir = ROOT / "data" / "models" / args.variant
+    family = params["variants"][variant]["family"]
+    model_dir = ROOT / "data" / "models" / variant
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    with stage_run("speed", args.variant, record_path("speed", args.variant),
-                   tags={"variant": args.variant, "family": family, "device": device,
+    with stage_run("speed", variant, record_path("speed", variant),
+                   tags={"variant": variant, "family": family, "device": device,
                          "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu"},
                    data_paths=[model_dir / "unet_ema"]) as run:
         run.log_params({"speed": settings, "samplers": params["samplers"]})
-        trained = TrainedVariant.load(family, model_dir)
+        trained = TrainedVariant.load(family, model_dir, decode=params.get("decode"))
         representation = trained.representation
         metrics = {"threads": torch.get_num_threads(), "clip_seconds": representation.clip_seconds,
                    "batch_size": settings["batch_size"], "repeats": settings["repeats"]}

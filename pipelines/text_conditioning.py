@@ -5,29 +5,29 @@ drums), ``text_conditioning.n_samples`` clips are generated with that label's ca
 variant's classifier-free guidance scale (Ho & Salimans 2022, eq. 6), and as many unconditional clips
 (the empty caption the model was trained to know through caption dropout, guidance scale 1) are
 generated once. Both are embedded with ``text_conditioning.embedding`` and scored against the
-reference set of the label (``text_conditioning.label_reference_sets``) and against every set there:
-FAD with its bootstrap CI. Metrics: ``<label>/<reference>/fad`` (and CI) for the conditional clips,
-``unconditional/<reference>/fad`` for the unconditional ones. Audio: ``data/text_conditioning/<variant>/``.
+reference set of the label (``text_conditioning.label_reference_sets``) and against every set there,
+under the evaluation protocol by ``musicdiff.evaluation.score``: FAD with its bootstrap CI, KAD with its
+jackknife CI and the adequacy flag. Metrics: ``<label>/<embedding>/<reference>/fad`` (and CI, KAD) for
+the conditional clips, ``unconditional/<embedding>/<reference>/fad`` for the unconditional ones. Audio:
+``data/text_conditioning/<variant>/``.
 """
 
 from __future__ import annotations
 
 import torch
 
-from musicdiff.metrics.embeddings import EmbeddedSet
-from musicdiff.metrics.fad import fad_score
 from musicdiff.tracking import stage_run
 from musicdiff.trained import TrainedVariant
 
-from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, variant_settings
-from pipelines.embed import embed_folder
+from pipelines import evaluation as ev
+from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, upstream_run_tags, variant_settings
 from pipelines.sample import write_clips
 
 
 def main() -> None:
     args = parser(__doc__, "--variant").parse_args()
     params = load_params()
-    settings, fad_settings = params["text_conditioning"], params["fad"]
+    settings = params["text_conditioning"]
     variant, _, _ = variant_settings(params, args.variant)
     sampler_cfg = params["samplers"][settings["sampler"]]
     model_dir = ROOT / "data" / "models" / args.variant
@@ -36,10 +36,10 @@ def main() -> None:
     label_refs = settings["label_reference_sets"]
     n, batch = int(settings["n_samples"]), int(params["sample"]["batch_size"])
     tags = {"variant": args.variant, "family": variant["family"], "sampler": settings["sampler"],
-            "embedding": settings["embedding"], "device": device}
+            "embedding": settings["embedding"], "device": device, **upstream_run_tags(train=args.variant)}
     with stage_run("text_conditioning", args.variant, record_path("text_conditioning", args.variant), tags=tags,
                    data_paths=[model_dir / "unet_ema"]) as run:
-        trained = TrainedVariant.load(variant["family"], model_dir)
+        trained = TrainedVariant.load(variant["family"], model_dir, decode=params.get("decode"))
         if trained.conditioning is None:
             raise ValueError(f"variant {args.variant} is not text-conditioned (family {variant['family']})")
         labels = trained.conditioning["captions"]
@@ -47,7 +47,7 @@ def main() -> None:
         if missing:
             raise KeyError(f"labels {missing} have no reference set in text_conditioning.label_reference_sets")
         guidance = float(trained.conditioning["guidance_scale"])
-        run.log_params({"text_conditioning": settings, "sampler_config": sampler_cfg, "fad": fad_settings,
+        run.log_params({"text_conditioning": settings, "sampler_config": sampler_cfg, "evaluation": params["evaluation"],
                         "guidance_scale": guidance, "text_encoder": trained.conditioning["text_encoder"],
                         "captions": labels})
         run.set_tags({"text_encoder": trained.conditioning["text_encoder"],
@@ -62,24 +62,16 @@ def main() -> None:
                                                  captions=[""] * n, guidance_scale=1.0)
             write_clips(tmp / "unconditional", f"{args.variant}-unconditional", audio,
                         trained.representation.sample_rate)
-        references = {}
+        embedding = ev.build_embedding(params, settings["embedding"])
+        refs = ev.references(params, settings["embedding"], sorted(set(label_refs.values())), shipped=False)
         metrics = {}
         for group in [*sorted(labels), "unconditional"]:
-            evaluation = embed_folder(params, settings["embedding"], out_dir / group)
-            if evaluation.skipped:
-                run.set_tags({"skipped": evaluation.skipped})
-                print(f"skipped the scores of text_conditioning@{args.variant}: {evaluation.skipped}")
-                return
-            for ref in sorted(set(label_refs.values())):
-                if ref not in references:
-                    references[ref] = EmbeddedSet.load(ROOT / "data" / "embeddings" / settings["embedding"] /
-                                                       "reference" / f"{ref}.npz").frames
-                fad = fad_score(references[ref], evaluation.clips, n_bootstrap=fad_settings["n_bootstrap"],
-                                seed=fad_settings["seed"], ci=fad_settings["ci"])
-                metrics.update({f"{group}/{ref}/fad": fad.fad, f"{group}/{ref}/fad_ci_low": fad.ci_low,
-                                f"{group}/{ref}/fad_ci_high": fad.ci_high})
+            evaluation = ev.embed_folder(params, embedding, out_dir / group, f"{args.variant}@{group}")
+            scores, flags = ev.score_all(evaluation, refs, ev.settings(params), fad_inf=False)
+            metrics.update({f"{group}/{k}": v for k, v in scores.items()})
+            if flags:
+                run.set_tags({f"{group}/{k}": v for k, v in flags.items()})
         run.log_metrics(metrics)
-
 
 if __name__ == "__main__":
     main()

@@ -31,7 +31,7 @@ def main() -> None:
         clips = captioned_clips(prepared, spec["labels"], params.get("captions") or {},
                                 spec.get("max_clips_per_label"), seed=params["seed"])
         frames, n_mels = spec["resolution"]
-        config = MelConfig(sample_rate=sample_rate, n_mels=n_mels, **params["mel"])
+        config = MelConfig(sample_rate=sample_rate, n_mels=n_mels, **params["mel"])  # decode knobs: `decode`
         features = text_mel_dataset(clips, MelTransform(config), frames, int(spec.get("crops_per_clip", 1)))
         representation = Representation("mel", sample_rate, tuple(features.x.shape[1:]), frames=frames,
                                          mel=config.to_dict())

@@ -1,6 +1,8 @@
 """Stage variation@<variant>: variations of real clips at the study's start timesteps, measured.
 
-The first ``variation.n_sources`` clips (sorted by name) of the reference set ``variation.source_set``
+The first ``variation.n_sources`` clips (sorted by name) of the prepared set ``variation.source``
+(``<dataset>/<split>``; by default the ``floor`` split: held-out tracks that are not in the held-out
+reference set)
 are varied with ``musicdiff.creative.vary`` from each timestep in ``variation.timesteps`` (the
 study's T = 950, 750, 500, 250 of 1000; strength = T / 1000) with the sampler ``variation.sampler``;
 clip ``i`` uses seed ``variation.seed + i``. For each T the variations are embedded with
@@ -13,9 +15,11 @@ clip ``i`` uses seed ``variation.seed + i``. For each T the variations are embed
 
 T = 0 is the sources themselves (distance 0), scored the same way, and ``decoded`` the sources
 encoded and decoded without diffusion (``musicdiff.creative.round_trip``): the distance the decoder
-alone (Griffin-Lim, the VAE) puts between a clip and its source. Audio goes to
-``data/variation/<variant>/T_<T>/`` (and ``decoded/``); metrics are ``T_<T>/<reference>/fad`` (and
-CI, KAD), ``T_<T>/embedding_distance`` and ``T_<T>/mel_distance`` (``decoded/...`` likewise).
+alone (Griffin-Lim, the VAE) puts between a clip and its source. Every set is cut by the evaluation
+protocol and scored by ``musicdiff.evaluation.score`` (FAD with CI, KAD, the adequacy flag). Audio
+goes to ``data/variation/<variant>/T_<T>/`` (and ``decoded/``); metrics are
+``T_<T>/<embedding>/<reference>/fad`` (and CI, KAD), ``T_<T>/embedding_distance`` and
+``T_<T>/mel_distance`` (``decoded/...`` likewise).
 """
 
 from __future__ import annotations
@@ -26,20 +30,17 @@ import torch
 from musicdiff import creative
 from musicdiff.data.audio import write_float_wav
 from musicdiff.features.mel import MelTransform
-from musicdiff.metrics.embeddings import EmbeddedSet
-from musicdiff.metrics.fad import fad_score
-from musicdiff.metrics.kad import kad_score
 from musicdiff.tracking import stage_run
 from musicdiff.trained import TrainedVariant
 
-from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, variant_settings
-from pipelines.embed import embed_folder
+from pipelines import evaluation as ev
+from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, upstream_run_tags, variant_settings
 
 
 def main() -> None:
     args = parser(__doc__, "--variant").parse_args()
     params = load_params()
-    settings, fad_settings = params["variation"], params["fad"]
+    settings = params["variation"]
     variant, _, _ = variant_settings(params, args.variant)
     sampler_cfg = params["samplers"][settings["sampler"]]
     sampler = creative.SamplerSettings(sampler_cfg["scheduler"], sampler_cfg["num_inference_steps"],
@@ -48,17 +49,17 @@ def main() -> None:
     out_dir = ROOT / "data" / "variation" / args.variant
     timesteps = sorted({int(t) for t in settings["timesteps"]}, reverse=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    sources = sorted((ROOT / params["reference_sets"][settings["source_set"]]).rglob("*.wav"))[: settings["n_sources"]]
+    sources = sorted((ROOT / "data" / "prepared" / settings["source"]).rglob("*.wav"))[: settings["n_sources"]]
     if not sources:
-        raise FileNotFoundError(f"no WAV clips in reference set {settings['source_set']!r}")
+        raise FileNotFoundError(f"no WAV clips in data/prepared/{settings['source']}")
     tags = {"variant": args.variant, "family": variant["family"], "sampler": settings["sampler"],
-            "embedding": settings["embedding"], "source_set": settings["source_set"], "device": device,
-            "reference_sets": ",".join(settings["reference_sets"])}
+            "embedding": settings["embedding"], "source": settings["source"], "device": device,
+            "reference_sets": ",".join(settings["reference_sets"]), **upstream_run_tags(train=args.variant)}
     with stage_run("variation", args.variant, record_path("variation", args.variant), tags=tags,
                    data_paths=[model_dir / "unet_ema", *sources]) as run:
-        run.log_params({"variation": settings, "sampler_config": sampler_cfg, "fad": fad_settings,
+        run.log_params({"variation": settings, "sampler_config": sampler_cfg, "evaluation": params["evaluation"],
                         "n_sources": len(sources)})
-        trained = TrainedVariant.load(variant["family"], model_dir)
+        trained = TrainedVariant.load(variant["family"], model_dir, decode=params.get("decode"))
         rate = trained.representation.sample_rate
         mel = MelTransform(trained.representation.mel_config) if trained.representation.mel else None
         with atomic_dir(out_dir) as tmp:
@@ -73,35 +74,37 @@ def main() -> None:
                         for folder, clip in (("T_0", audio[: len(varied)]), ("decoded", creative.round_trip(trained, audio))):
                             (tmp / folder).mkdir(exist_ok=True)
                             write_float_wav(tmp / folder / f"{path.stem}.wav", clip.numpy(), rate)
-        source_set = embed_folder(params, settings["embedding"], out_dir / "T_0")
-        if source_set.skipped:
-            run.set_tags({"skipped": source_set.skipped})
-            print(f"skipped the scores of variation@{args.variant}: {source_set.skipped}")
-            return
-        references = {ref: EmbeddedSet.load(ROOT / "data" / "embeddings" / settings["embedding"] / "reference" /
-                                             f"{ref}.npz").frames for ref in settings["reference_sets"]}
-        source_means = [c.mean(axis=0) for c in source_set.clips]
+        embedding = ev.build_embedding(params, settings["embedding"])
+        refs = ev.references(params, settings["embedding"], settings["reference_sets"], shipped=False)
+        source_set = ev.embed_folder(params, embedding, out_dir / "T_0", f"{args.variant}@T_0")
+        source_means = _file_means(source_set)
         metrics = {}
         for t in [0, "decoded", *timesteps]:
             folder = t if t == "decoded" else f"T_{t}"
-            evaluation = source_set if t == 0 else embed_folder(params, settings["embedding"], out_dir / folder)
-            values = {"embedding_distance": float(np.mean([np.linalg.norm(c.mean(axis=0) - s)
-                                                           for c, s in zip(evaluation.clips, source_means)])),
+            evaluation = source_set if t == 0 else ev.embed_folder(params, embedding, out_dir / folder,
+                                                                   f"{args.variant}@{folder}")
+            means = _file_means(evaluation)
+            values = {"embedding_distance": float(np.mean([np.linalg.norm(means[f] - source_means[f]) for f in means])),
                       "strength": 0 if t == "decoded" else t / trained.noise_scheduler.config.num_train_timesteps}
             if mel is not None:
                 values["mel_distance"] = _mel_distance(mel, out_dir, folder, rate)
-            for ref, frames in references.items():
-                fad = fad_score(frames, evaluation.clips, n_bootstrap=fad_settings["n_bootstrap"],
-                                seed=fad_settings["seed"], ci=fad_settings["ci"])
-                kad = kad_score(frames, evaluation.clips, ci=fad_settings["ci"])
-                values.update({f"{ref}/fad": fad.fad, f"{ref}/fad_ci_low": fad.ci_low, f"{ref}/fad_ci_high": fad.ci_high,
-                               f"{ref}/kad": kad.kad})
-                if t != "decoded":
-                    run.log_metrics({f"{ref}/fad": fad.fad}, step=t)
+            scores, flags = ev.score_all(evaluation, refs, ev.settings(params), fad_inf=False)
+            values.update(scores)
+            if flags:
+                run.set_tags({f"{folder}/{k}": v for k, v in flags.items()})
             if t != "decoded":
+                run.log_metrics({k: v for k, v in scores.items() if k.endswith("/fad")}, step=t)
                 run.log_metrics({"embedding_distance": values["embedding_distance"]}, step=t)
             metrics.update({f"{folder}/{k}": v for k, v in values.items()})
         run.log_metrics(metrics)
+
+
+def _file_means(embedded) -> dict:
+    """``{file name: mean embedding of its evaluation clips}`` (the clips of one file, ``<file>#<k>``)."""
+    groups = {}
+    for name, clip in zip(embedded.names, embedded.clips):
+        groups.setdefault(name.split("#")[0].rsplit("/", 1)[-1], []).append(clip)
+    return {f: np.concatenate(c).mean(axis=0) for f, c in groups.items()}
 
 
 def _mel_distance(mel: MelTransform, out_dir, folder: str, rate: int) -> float:

@@ -91,7 +91,7 @@ def test_too_few_frames_for_a_covariance_is_an_error():
 
 
 def test_fad_stage_uses_shipped_statistics_only_for_the_embeddings_they_cover():
-    from pipelines.fad import reference_statistics
+    from pipelines.evaluation import reference_statistics
 
     params = {"reference_stats": {"fma-pop": "fadtk/fma_pop"}}
     stats = reference_statistics(params, "clap-laion-music")
@@ -103,10 +103,11 @@ def test_fad_stage_uses_shipped_statistics_only_for_the_embeddings_they_cover():
 
 def test_fad_and_fad_inf_against_shipped_statistics_recover_a_known_distance():
     # Evaluation clips drawn from FMA-Pop's own VGGish Gaussian: FAD against the shipped statistics
-    # must fall towards 0 as clips are added, and FAD-inf (1/n extrapolation) must sit near 0.
+    # must fall towards 0 as clips are added, and FAD-inf (1/n extrapolation from subsets of at most half
+    # the 200 clips) must sit near 0, its interval holding the true 0.
     from musicdiff.data.reference_stats import fma_pop_stats
     from musicdiff.metrics.fad import fad_score
-    from musicdiff.metrics.kad import fad_inf
+    from musicdiff.metrics.fad_inf import fad_inf
 
     ref = fma_pop_stats("vggish")
     rng = np.random.default_rng(0)
@@ -115,4 +116,4 @@ def test_fad_and_fad_inf_against_shipped_statistics_recover_a_known_distance():
     large = fad_score(ref, clips, n_bootstrap=0).fad
     inf = fad_inf(ref, clips, repeats=3, seed=0)
     assert 0 < large < small
-    assert abs(inf.fad_inf) < 0.25 * large and inf.r2 > 0.9
+    assert abs(inf.fad_inf) < 0.5 * large and inf.ci_low <= 0.0 <= inf.ci_high and inf.r2 > 0.9

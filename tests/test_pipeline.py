@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 def _tiny_params(folders: dict[str, Path]) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for name in set(params["datasets"]) - set(folders):  # e.g. the rendered chorales: tested in test_sets.py
+    for name in set(params["datasets"]) - set(folders):
         del params["datasets"][name]
         params["reference_sets"] = {k: v for k, v in params["reference_sets"].items()
                                     if not v.startswith(f"data/prepared/{name}/")}
@@ -31,21 +31,21 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
         prepare = params["datasets"][name]["prepare"]
         prepare.update({"segment_s": 1.0, "min_duration_s": 1.0, "max_segments_per_track": 2})
         prepare.pop("max_clips", None)
-    params["datasets"]["wesnoth"]["prepare"]["heldout_fraction"] = 0.3
-    params["mel"]["griffin_lim_iters"] = 4
-    # Every family at a tiny size: mel, DiT and the VAE share one [32, 32] mel set.
+    params["decode"]["griffin_lim_iters"] = 4
+    # Every family at a tiny size: mel, DiT and the VAE share one [32, 32] mel set (0.36 s clips), the
+    # waveform model makes 8192 samples (0.37 s); the protocol cuts every clip to 0.35 s.
     params["features"] = {"mel-32x32": {"kind": "mel", "resolution": [32, 32]},
-                          "waveform-2048": {"kind": "waveform", "samples": 2048, "crops_per_clip": 2}}
+                          "waveform-8192": {"kind": "waveform", "samples": 8192, "crops_per_clip": 2}}
     unet = {"block_out_channels": [8, 16], "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
             "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "layers_per_block": 1, "norm_num_groups": 4,
             "attention_head_dim": 4}
-    # The text-conditioned variant on three tiny sets; their local folders have no Debian package, so
-    # each label has a label-level caption.
+    # The text-conditioned variant on the three tiny sets; their local folders have no Debian package,
+    # so each label has a label-level caption.
     params["captions"].update({"orchestral": "orchestral music", "ambient": "calm ambient music",
-                               "drums": "drum loops and percussion"})
+                               "band": "rock band music"})
     params["text_features"] = {"mel-text-32x32": {
         "resolution": [32, 32], "crops_per_clip": 1, "max_clips_per_label": 20,
-        "labels": {"orchestral": "wesnoth/train", "ambient": "ambient/ref", "drums": "drums/ref"}}}
+        "labels": {"orchestral": "wesnoth/train", "ambient": "ambient/ref", "band": "band/ref"}}}
     text_unet = {"block_out_channels": [8, 16], "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
                  "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "layers_per_block": 1, "norm_num_groups": 4,
                  "attention_head_dim": 4}
@@ -58,7 +58,7 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
                       "model": {"num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 8, "patch_size": 4}},
         "latent-32x32": {"family": "latent", "data": "latents/vae-32x32", "prediction_type": "epsilon",
                          "clip_sample": False, "model": unet},
-        "waveform-2048": {"family": "waveform", "data": "features/waveform-2048", "prediction_type": "v_prediction",
+        "waveform-8192": {"family": "waveform", "data": "features/waveform-8192", "prediction_type": "v_prediction",
                           "model": {"block_out_channels": [8, 32, 32],
                                     "down_block_types": ["DownBlock1DNoSkip", "DownBlock1D", "AttnDownBlock1D"],
                                     "up_block_types": ["AttnUpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"],
@@ -70,29 +70,30 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
     }
     params["train"].update({"max_steps": 6, "batch_size": 4, "checkpoint_steps": [3], "warmup_steps": 1,
                             "log_every": 2})
-    params["sample"].update({"n_samples": 4, "batch_size": 4})
     params["samplers"] = {"ddpm": {"scheduler": "ddpm", "num_inference_steps": 4},
                           "ddim2": {"scheduler": "ddim", "num_inference_steps": 2, "eta": 0.0}}
+    params["samples"] = {f"{v}-{s}": {"variant": v, "sampler": s, "n_samples": 4, "headline": s == "ddim2"}
+                         for v in params["variants"] for s in params["samplers"]}
+    params["sample"].update({"batch_size": 4})
+    params["floors"]["decoders"] = {"real-griffin-lim": {"decoder": "features/mel-32x32", "label": "real via Griffin-Lim"},
+                                    "real-vae": {"decoder": "latents/vae-32x32", "label": "real via VAE"}}
+    params["floors"]["max_clips"] = 6
     params["speed"].update({"repeats": 3, "warmup": 1})
-    params["fad"]["n_bootstrap"] = 10
-    # MusiCNN scores everything; VGGish has no weights here (empty weight folders in the fixture's
-    # environment), so its stages must record skips instead of failing the run.
-    params["embed"]["embeddings"] = ["musicnn", "vggish"]
-    params["embed"]["on_missing_weights"] = "skip"
-    params["bench"] = {"repeats": 1, "throughput_embeddings": []}
-    # The analyses: FAD at checkpoints 3 and 6 (the waveform variant stops at 4: step 6 is not reached),
-    # FAD vs n on 8 latent clips, outliers against the held-out clips.
-    params["training_curve"].update({"steps": [3, 6], "sampler": "ddim2", "n_samples": 4,
-                                     "reference_sets": ["heldout", "drums"]})
-    params["sample_size"].update({"variant": "latent-32x32", "sampler": "ddim2", "n_samples": 8, "sizes": [2, 4, 8],
-                                  "repeats": 3, "reference_sets": ["heldout", "drums"]})
-    # The creative tools measured: variations of 3 held-out clips from T = 750 and 250, and per-label FAD of
-    # the text-conditioned variant.
-    params["variation"].update({"variants": ["mel-32x32", "waveform-2048"], "timesteps": [750, 250], "n_sources": 3,
-                                "sampler": "ddim2", "reference_sets": ["heldout", "drums"]})
+    params["evaluation"].update({"clip_s": 0.35, "n_bootstrap": 10, "max_reference_clips": 20})
+    params["embed"]["embeddings"] = ["musicnn", "logmel-stats"]
+    # The analyses: FAD at checkpoints 3 and 6 of the mel model, FAD vs n on the latent model's 4 clips,
+    # outliers against the held-out clips, variations of 3 floor clips, graded degradations of 4 clips.
+    params["training_curve"].update({"variants": ["mel-32x32"], "steps": [3, 6], "sampler": "ddim2", "n_samples": 4,
+                                     "reference_sets": ["heldout", "band"]})
+    params["sample_size"].update({"set": "latent-32x32-ddim2", "sizes": [2, 3, 4], "repeats": 3,
+                                  "reference_sets": ["heldout", "band"]})
+    params["variation"].update({"variants": ["mel-32x32", "waveform-8192"], "timesteps": [750, 250], "n_sources": 3,
+                                "sampler": "ddim2", "reference_sets": ["heldout", "band"]})
     params["text_conditioning"].update({"variants": ["mel-text-32x32"], "n_samples": 4, "sampler": "ddim2",
                                         "label_reference_sets": {"orchestral": "heldout", "ambient": "ambient",
-                                                                 "drums": "drums"}})
+                                                                 "band": "band"}})
+    params["sensitivity"].update({"n_clips": 4, "degradations": {"white_noise": [20, 0], "lowpass": [2000, 500],
+                                                                  "griffin_lim": [32, 8]}})
     return params
 
 
@@ -104,14 +105,12 @@ def workspace(fadtk_clips, tmp_path_factory):
         # the regression benchmark (pipelines/regress/) is another DVC pipeline, tested in test_regress.py
         ignore = shutil.ignore_patterns("regress", "__pycache__")
         shutil.copytree(src, root / item, ignore=ignore) if src.is_dir() else shutil.copy(src, root / item)
-    folders = {name: root / "audio_in" / name for name in ("wesnoth", "ambient", "drums", "band")}
+    folders = {name: root / "audio_in" / name for name in ("wesnoth", "ambient", "band")}
     for folder in folders.values():
         folder.mkdir(parents=True)
-    for i, clip in enumerate(fadtk_clips):  # 23 clips: 12 training tracks, 6 ambient, 5 drums (also band)
-        target = folders["wesnoth"] if i < 12 else folders["ambient"] if i < 18 else folders["drums"]
+    for i, clip in enumerate(fadtk_clips):  # 23 clips: 12 training tracks, 6 ambient, 5 band
+        target = folders["wesnoth"] if i < 12 else folders["ambient"] if i < 18 else folders["band"]
         shutil.copy(clip, target / clip.name)
-        if i >= 18:
-            shutil.copy(clip, folders["band"] / clip.name)
     bad = folders["wesnoth"]
     (bad / "corrupt.ogg").write_bytes(os.urandom(4096))
     (bad / "empty.wav").write_bytes(b"")
@@ -122,41 +121,79 @@ def workspace(fadtk_clips, tmp_path_factory):
            "PYTHONPATH": str(root), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "MUSICDIFF_WEIGHTS": str(empty / "musicdiff"), "TORCH_HOME": str(empty / "torch"),
            "HF_HOME": str(empty / "hf"), "HF_HUB_OFFLINE": "1"}
-    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, env=env, check=True)
+    # A git repository, as a user's clone is (DVC experiments need one); the inputs outside it are absolute.
+    (root / ".gitignore").write_text("/audio_in/\n/no_weights/\n/mlflow.db\n/mlruns/\n__pycache__/\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=root, env=env, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=root, env=env, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, env=env, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "tiny pipeline"], cwd=root, env=env, check=True)
     first = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    subprocess.run(["git", "add", "-A"], cwd=root, env=env, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "results"], cwd=root, env=env, check=True)
     return root, env
+
+
+def _weights_stage(root: Path, work: Path, embeddings: list[str], env: dict) -> subprocess.CompletedProcess:
+    """Run the weights stage in ``work`` with the workspace's params, listing ``embeddings``."""
+    work.mkdir()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["embed"]["embeddings"] = embeddings
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    return subprocess.run([sys.executable, "-m", "pipelines.weights"], cwd=work, env=env, capture_output=True,
+                          text=True)
 
 
 def _record(root: Path, stage: str, instance: str) -> dict:
     return json.loads((root / "metrics" / stage / f"{instance}.json").read_text())
 
 
-def test_repro_writes_a_fad_table_with_every_reference_set(workspace):
-    root, _ = workspace
-    table = (root / "reports" / "tables" / "fad.md").read_text()
-    for reference in ("heldout", "train", "ambient", "drums", "band"):
-        assert reference in table
+SETS = [f"{v}-{s}" for v in ("mel-32x32", "dit-32x32", "latent-32x32", "waveform-8192", "mel-text-32x32")
+        for s in ("ddpm", "ddim2")]
+FLOORS = ["real-heldout", "real-griffin-lim", "real-vae"]
+
+
+def test_repro_writes_a_score_table_with_floors_marks_and_every_reference_set(workspace):
     import pandas as pd
 
-    rows = pd.read_csv(root / "reports" / "tables" / "fad.csv")
-    # musicnn: 5 variants x 2 samplers x 5 reference sets; vggish: one skip row per evaluation set
-    assert len(rows) == 5 * 2 * 5 + 5 * 2
-    assert rows["skipped"].isna().sum() == 5 * 2 * 5 and (rows["embedding"][rows["skipped"].notna()] == "vggish").all()
-    assert "## KAD" in table and "## FAD-inf" in table and "| musicnn: heldout" in table
-
-
-def test_embeddings_without_weights_are_recorded_as_skipped_not_failed(workspace):
     root, _ = workspace
-    weights = _record(root, "weights", "vggish")
-    assert weights["tags"]["weights_status"] == "missing"
-    assert "musicdiff weights import" in weights["tags"]["weights_message"]
-    embed = _record(root, "embed", "vggish-heldout")
-    assert "musicdiff weights import" in embed["tags"]["skipped"] and not embed["metrics"]
-    fad = _record(root, "fad", "vggish-mel-32x32-ddpm")
-    assert fad["tags"]["skipped"] and not fad["metrics"]
     table = (root / "reports" / "tables" / "fad.md").read_text()
-    assert "## Skipped embeddings" in table and "- vggish:" in table and "vggish: heldout" not in table
+    for reference in ("heldout", "train", "ambient", "band"):
+        assert f"musicnn: {reference}" in table and f"logmel-stats: {reference}" in table
+    for label in ("real: held-out", "real via Griffin-Lim", "real via VAE", "mel-32x32 ddim2 (headline)"):
+        assert f"| {label}" in table
+    assert "## KAD" in table and "## FAD-inf" in table and "Evaluation protocol" in table
+    rows = pd.read_csv(root / "reports" / "tables" / "fad.csv")
+    # 2 embeddings x (10 generated sets + 3 floors) x 4 reference sets
+    assert len(rows) == 2 * (10 + 3) * 4
+    assert set(rows["system"]) == set(SETS) | set(FLOORS)
+    # 4 one-frame clips in 200 (musicnn) or 128 (logmel) dimensions: every FAD is under-sampled and marked
+    assert not rows["adequate"].astype(bool).any() and "†" in table
+    assert (rows["n_independent"] == rows["n_clips"]).all()  # one 0.35 s clip: one padded window
+    assert rows["kad"].notna().all()
+
+
+def test_every_evaluation_set_is_embedded_under_one_protocol(workspace):
+    from musicdiff.evaluation.sets import EmbeddedSet
+
+    root, _ = workspace
+    reference = EmbeddedSet.load(root / "data" / "embeddings" / "reference" / "heldout" / "musicnn.npz")
+    assert reference.protocol["clip_s"] == 0.35 and reference.protocol["sample_rate"] == 22050
+    for name in SETS + FLOORS:
+        folder = "floors" if name in FLOORS else "eval"
+        evaluation = EmbeddedSet.load(root / "data" / "embeddings" / folder / name / "musicnn.npz")
+        evaluation.check_comparable(reference)  # raises when anything differs
+        assert evaluation.dim == 200 and len(evaluation.clips) == (6 if name in FLOORS else 4)
+
+
+def test_listing_an_embedding_without_weights_stops_the_weights_stage_naming_the_fix(workspace, tmp_path):
+    root, env = workspace
+    done = _weights_stage(root, tmp_path / "w", ["vggish"], env)
+    assert done.returncode != 0 and "musicdiff weights import" in done.stderr
+    record = _record(root, "weights", "all")
+    assert "musicdiff weights import" in record["tags"]["unavailable.vggish"]
+    assert "## Embeddings not run" in (root / "reports" / "tables" / "fad.md").read_text()
 
 
 def test_speed_table_has_every_variant_and_sampler(workspace):
@@ -167,17 +204,17 @@ def test_speed_table_has_every_variant_and_sampler(workspace):
     assert set(speed["Data Type"]) == {"Mel-Spec", "DiT", "VAE Latent Space", "Waveform", "VAE", "Mel-Spec + text"}
     models = speed[speed["Data Type"] != "VAE"].set_index("Variant")
     assert models.loc["latent-32x32", "Resolution"] == "[32, 32] [16, 16]"
-    assert models.loc["waveform-2048", "Resolution"] == "[1, 2048]"
+    assert models.loc["waveform-8192", "Resolution"] == "[1, 8192]"
     for sampler, steps in (("ddpm", 4), ("ddim2", 2)):
         assert (models[f"{sampler} ({steps} steps) denoise"] > 0).all()
     assert (models["Timed runs (median of)"] == 3).all()
-    assert (models.loc["waveform-2048", ["ddpm decode", "ddim2 decode"]] < 0.01).all()  # nothing to decode
+    assert (models.loc["waveform-8192", ["ddpm decode", "ddim2 decode"]] < 0.01).all()  # nothing to decode
     assert (models.loc["mel-32x32", ["ddpm decode"]] > 0).all()  # Griffin-Lim
 
 
 def test_every_variant_decodes_clips_of_its_length_and_rate(workspace):
     root, _ = workspace
-    expected = {"mel-32x32": 31 * 256, "dit-32x32": 31 * 256, "latent-32x32": 31 * 256, "waveform-2048": 2048,
+    expected = {"mel-32x32": 31 * 256, "dit-32x32": 31 * 256, "latent-32x32": 31 * 256, "waveform-8192": 8192,
                 "mel-text-32x32": 31 * 256}
     for variant, samples in expected.items():
         for sampler in ("ddpm", "ddim2"):
@@ -187,6 +224,10 @@ def test_every_variant_decodes_clips_of_its_length_and_rate(workspace):
             assert (info.samplerate, info.frames, info.channels) == (22050, samples, 1)
             audio, _ = sf.read(clips[-1])
             assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+    # the floors: the same real clips, alone (protocol length) and through each decoder (its window)
+    assert sf.info(next((root / "data" / "floors" / "real-heldout").glob("*.wav"))).frames == round(0.35 * 22050)
+    for floor in ("real-griffin-lim", "real-vae"):
+        assert sf.info(next((root / "data" / "floors" / floor).glob("*.wav"))).frames == 31 * 256
 
 
 def test_bad_files_are_skipped_and_counted(workspace):
@@ -206,22 +247,30 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     client = MlflowClient()
     experiment = client.get_experiment_by_name("musicdiff")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    everything = client.search_runs([experiment.experiment_id], max_results=1000)
+    runs = [r for r in everything if r.data.tags.get("stage") not in ("repro", "report")]  # parent, report
     names = {r.info.run_name for r in runs}
     records = sorted((root / "metrics").rglob("*.json"))
-    # download, prepare, features, text_features, vae, train, sample, speed, then per embedding
-    # (musicnn, vggish): weights, embed (5 references + 10 sets), fad; bench; levels (10 sets), filter
-    # and outliers per embedding, steps per variant, sample_size, variation (2 variants), text_conditioning
-    assert len(runs) == len(records) == 4 + 4 + 2 + 1 + 1 + 5 + 10 + 5 + 2 * (1 + 15 + 10) + 1 + 10 + 2 + 2 + 5 + 1 + 2 + 1
-    assert "fad@musicnn-mel-32x32-ddpm" in names and "train@waveform-2048" in names and "vae@vae-32x32" in names
-    fad_run = next(r for r in runs if r.info.run_name == "fad@musicnn-latent-32x32-ddim2")
-    assert fad_run.data.tags["sampler"] == "ddim2" and fad_run.data.tags["variant"] == "latent-32x32"
-    assert fad_run.data.metrics["drums/n_eval_clips"] == 4 and fad_run.data.metrics["drums/fad"] > 0
-    for key in ("kad", "kad_ci_low", "kad_bandwidth", "fad_inf", "fad_inf_r2"):
-        assert f"heldout/{key}" in fad_run.data.metrics
-    assert "version.torch" in fad_run.data.tags and "git_commit" in fad_run.data.tags
-    train_run = next(r for r in runs if r.info.run_name == "train@mel-32x32")
-    assert len(client.get_metric_history(train_run.info.run_id, "loss")) == 3
+    # download, prepare (3 sets), features 2, text_features, vae, train 5, sample 10, speed 5 (one stage),
+    # weights, reference 4 (one stage), evaluate 10, floors 3 (one stage), compare, filter, outliers, steps,
+    # sample_size, variation 2, text_conditioning, sensitivity: one run and record each
+    assert len(runs) == len(records) == 3 + 3 + 2 + 1 + 1 + 5 + 10 + 5 + 1 + 4 + 10 + 3 + 1 + 1 + 1 + 1 + 1 + 2 + 1 + 1
+    assert "evaluate@mel-32x32-ddpm" in names and "train@waveform-8192" in names and "floor@real-vae" in names
+    assert "speed@dit-32x32" in names and "reference@band" in names
+    run = next(r for r in runs if r.info.run_name == "evaluate@latent-32x32-ddim2")
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["sampler"] == "ddim2" and tags["variant"] == "latent-32x32" and tags["headline"] == "true"
+    assert metrics["musicnn/band/n_clips"] == 4 and metrics["musicnn/band/fad"] > 0 and metrics["musicnn/band/dim"] == 200
+    for key in ("kad", "kad_ci_low", "kad_bandwidth", "n_independent", "adequate", "fad_ci_low"):
+        assert f"musicnn/heldout/{key}" in metrics and f"logmel-stats/heldout/{key}" in metrics
+    assert "undersampled" in tags["musicnn/heldout/flags"]
+    # the run names the sample and train runs it came from
+    sample = next(r for r in runs if r.info.run_name == "sample@latent-32x32-ddim2")
+    train = next(r for r in runs if r.info.run_name == "train@latent-32x32")
+    assert tags["upstream.sample"] == sample.info.run_id and tags["upstream.train"] == train.info.run_id
+    assert sample.data.tags["upstream.train"] == train.info.run_id
+    assert "version.torch" in tags and "git_commit" in tags
+    assert len(client.get_metric_history(train.info.run_id, "loss")) == 3
 
 
 def test_second_repro_is_a_no_op_and_report_regenerates_every_file(workspace):
@@ -270,8 +319,8 @@ def test_report_stage_relogs_records_of_stages_dvc_skipped_into_a_fresh_store(wo
 def test_report_writes_every_table_in_three_formats_and_indexes_every_file(workspace):
     root, _ = workspace
     reports = root / "reports"
-    for table in ("fad", "speed", "bench", "noisy_filtering", "fad_vs_steps", "fad_vs_n_samples", "outliers",
-                  "variation_strength", "text_conditioning"):
+    for table in ("fad", "comparisons", "metric_sensitivity", "speed", "noisy_filtering", "fad_vs_steps",
+                  "fad_vs_n_samples", "outliers", "variation_strength", "text_conditioning"):
         for ext in ("md", "csv", "tex"):
             assert (reports / "tables" / f"{table}.{ext}").stat().st_size > 0, (table, ext)
         assert "\\begin{tabular}" in (reports / "tables" / f"{table}.tex").read_text()
@@ -281,7 +330,7 @@ def test_report_writes_every_table_in_three_formats_and_indexes_every_file(works
         assert line.split("): ", 1)[1].endswith("."), line  # a sentence describes each file
     import matplotlib.image
 
-    for figure in ("clip_levels", "fad_vs_steps", "fad_vs_n_samples", "variation_strength"):
+    for figure in ("clip_levels", "fad_vs_steps", "fad_vs_n_samples", "variation_strength", "metric_sensitivity"):
         pixels = matplotlib.image.imread(reports / "figures" / f"{figure}.png")
         assert pixels.shape[0] > 300 and pixels.shape[1] > 500 and pixels.std() > 0.05
 
@@ -290,31 +339,27 @@ def test_noisy_filter_removes_the_clips_above_the_threshold(workspace):
     import pandas as pd
 
     root, _ = workspace
-    record = _record(root, "filter", "musicnn")
-    for name in ("mel-32x32-ddpm", "waveform-2048-ddim2"):
-        levels = _record(root, "levels", name)
-        louder = [f for i, f in enumerate(levels["params"]["files"]) if levels["metrics"][f"clip_{i:04d}/rms_dbfs"] > -12]
+    record = _record(root, "filter", "all")
+    for name in ("mel-32x32-ddpm", "waveform-8192-ddim2"):
+        levels = pd.read_csv(root / "data" / "samples" / name / "levels.csv")
+        louder = sorted(levels["file"][levels["rms_dbfs"] > -12])
         assert record["params"]["removed"][name] == louder
         assert record["metrics"][f"{name}/n_removed"] == len(louder)
-        assert record["metrics"][f"{name}/heldout/fad"] > 0
-        assert (f"{name}/heldout/filtered_fad" in record["metrics"]) == (4 - len(louder) >= 2)
-    assert _record(root, "filter", "vggish")["tags"]["skipped"]
+        assert record["metrics"][f"musicnn/{name}/heldout/fad"] > 0
+        assert (f"musicnn/{name}/heldout/filtered_fad" in record["metrics"]) == (4 - len(louder) >= 3)
     table = (root / "reports" / "tables" / "noisy_filtering.md").read_text()
     assert "| Reference set   | Sampler   | musicnn (original / filtered)" in table
     assert "## Model mel-32x32" in table and "## Level of the generated clips" in table
     rows = pd.read_csv(root / "reports" / "tables" / "noisy_filtering.csv")
-    assert set(rows["reference"].dropna()) == {"heldout", "train", "ambient", "drums", "band"}
+    assert set(rows["reference"].dropna()) == {"heldout", "train", "ambient", "band"}
 
 
-def test_fad_vs_steps_scores_each_checkpoint_the_variant_reached(workspace):
+def test_fad_vs_steps_scores_each_checkpoint(workspace):
     import pandas as pd
 
     root, _ = workspace
     rows = pd.read_csv(root / "reports" / "tables" / "fad_vs_steps.csv")
-    steps = rows.groupby("variant")["step"].apply(lambda s: sorted(set(s))).to_dict()
-    assert steps == {"mel-32x32": [3, 6], "dit-32x32": [3, 6], "latent-32x32": [3, 6], "waveform-2048": [3],
-                     "mel-text-32x32": [3, 6]}
-    assert _record(root, "steps", "waveform-2048")["tags"]["steps_not_reached"] == "6"
+    assert sorted(set(rows["step"])) == [3, 6] and set(rows["variant"]) == {"mel-32x32"}
     assert (rows["fad"] > 0).all() and (rows["n_eval_clips"] == 4).all()
     clips = sorted((root / "data" / "steps" / "mel-32x32" / "step_3").glob("*.wav"))
     assert len(clips) == 4
@@ -324,21 +369,28 @@ def test_fad_vs_steps_scores_each_checkpoint_the_variant_reached(workspace):
     assert not np.allclose(early, late)
 
 
-def test_fad_vs_n_samples_and_outliers_are_reported(workspace):
+def test_fad_vs_n_samples_outliers_comparisons_and_sensitivity_are_reported(workspace):
     import pandas as pd
 
     root, _ = workspace
     rows = pd.read_csv(root / "reports" / "tables" / "fad_vs_n_samples.csv")
-    assert sorted(set(rows["n"])) == [2, 4, 8] and set(rows["reference"]) == {"heldout", "drums"}
-    assert rows["fad_inf"].notna().all()
-    assert len(list((root / "data" / "sample_size" / "latent-32x32-ddim2").glob("*.wav"))) == 8
-    record = _record(root, "outliers", "musicnn")
-    top = record["params"]["top"]["mel-32x32-ddpm"]
-    assert len(top) == 4 and all((root / clip["path"]).exists() for clip in top)
-    assert [c["z"] for c in top] == sorted((c["z"] for c in top), reverse=True)
-    assert record["metrics"]["mel-32x32-ddpm/z_max"] == pytest.approx(top[0]["z"], abs=1e-3)
-    assert "train" in record["params"]["sets"] and "drums" in record["params"]["sets"]
-    assert "## Top outliers with their audio" in (root / "reports" / "tables" / "outliers.md").read_text()
+    assert sorted(set(rows["n"])) == [2, 3, 4] and set(rows["reference"]) == {"heldout", "band"}
+    record = _record(root, "outliers", "all")
+    top = record["params"]["top"]["musicnn.mel-32x32-ddpm"]
+    assert len(top) == 4 and [c["z"] for c in top] == sorted((c["z"] for c in top), reverse=True)
+    assert record["metrics"]["musicnn/mel-32x32-ddpm/z_max"] == pytest.approx(top[0]["z"], abs=1e-3)
+    assert {"train", "band", "real-heldout"} <= set(record["params"]["sets"])
+    assert "## Top outliers" in (root / "reports" / "tables" / "outliers.md").read_text()
+    compared = pd.read_csv(root / "reports" / "tables" / "comparisons.csv")
+    block = compared[(compared["embedding"] == "musicnn") & (compared["reference"] == "heldout")]
+    assert sorted(block["rank"]) == list(range(1, 14)) and set(block["system"]) == set(SETS) | set(FLOORS)
+    assert block["diff_kad"].notna().sum() == 12  # every system but the first is compared with the one above
+    assert "## musicnn: heldout" in (root / "reports" / "tables" / "comparisons.md").read_text()
+    sensitivity = _record(root, "sensitivity", "all")["metrics"]
+    for embedding in ("musicnn", "logmel-stats"):
+        for kind in ("white_noise", "lowpass", "griffin_lim"):
+            assert -1 <= sensitivity[f"{embedding}/heldout/{kind}/kad_rho"] <= 1
+    assert "Rank correlation" in (root / "reports" / "tables" / "metric_sensitivity.md").read_text()
 
 
 def test_dvc_plots_show_renders_the_figures(workspace, tmp_path):
@@ -347,7 +399,7 @@ def test_dvc_plots_show_renders_the_figures(workspace, tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "plots" / "index.html").read_text()
-    for figure in ("clip_levels", "fad_vs_steps", "fad_vs_n_samples", "variation_strength"):
+    for figure in ("clip_levels", "fad_vs_steps", "fad_vs_n_samples", "variation_strength", "metric_sensitivity"):
         assert figure in page
 
 
@@ -355,15 +407,110 @@ def test_variations_and_text_conditioning_are_scored_and_reported(workspace):
     root, _ = workspace
     record = _record(root, "variation", "mel-32x32")["metrics"]
     for t in (0, 250, 750):
-        assert record[f"T_{t}/heldout/fad_ci_low"] <= record[f"T_{t}/heldout/fad"] <= record[f"T_{t}/heldout/fad_ci_high"]
+        ci = [record[f"T_{t}/musicnn/heldout/{k}"] for k in ("fad_ci_low", "fad", "fad_ci_high")]
+        assert ci[0] <= ci[1] <= ci[2]
     assert record["T_0/embedding_distance"] == 0 and record["T_250/embedding_distance"] > 0
     assert record["T_0/mel_distance"] == 0 and record["T_750/mel_distance"] > 0
     assert 0 < record["decoded/mel_distance"]  # Griffin-Lim alone moves the clip
     assert len(list((root / "data" / "variation" / "mel-32x32" / "T_750").glob("*.wav"))) == 3
     text = _record(root, "text_conditioning", "mel-text-32x32")["metrics"]
-    for group in ("orchestral", "ambient", "drums", "unconditional"):
-        assert text[f"{group}/heldout/fad"] > 0 and text[f"{group}/drums/fad"] > 0
+    for group in ("orchestral", "ambient", "band", "unconditional"):
+        assert text[f"{group}/musicnn/heldout/fad"] > 0 and text[f"{group}/musicnn/band/kad_se"] >= 0
     table = (root / "reports" / "tables" / "text_conditioning.md").read_text()
-    for label, ref in (("orchestral", "heldout"), ("ambient", "ambient"), ("drums", "drums")):
+    for label, ref in (("orchestral", "heldout"), ("ambient", "ambient"), ("band", "band")):
         assert any(line.startswith(f"| {label}") and f"| {ref}" in line for line in table.splitlines()), table
     assert "| model" in (root / "reports" / "tables" / "variation_strength.md").read_text()
+
+
+def test_one_repro_is_one_parent_run_with_every_stage_run_nested(workspace):
+    from mlflow.tracking import MlflowClient
+
+    root, env = workspace
+    import mlflow
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("musicdiff")
+    parents = client.search_runs([experiment.experiment_id], filter_string="tags.stage = 'repro'")
+    first = min(parents, key=lambda r: r.info.start_time)
+    children = client.search_runs([experiment.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{first.info.run_id}'", max_results=1000)
+    assert {r.data.tags["stage"] for r in children} >= {"download", "train", "evaluate", "floor", "compare", "report"}
+    report = next(r for r in children if r.data.tags["stage"] == "report")
+    artifacts = {a.path for a in client.list_artifacts(report.info.run_id, "reports/tables")}
+    assert "reports/tables/fad.md" in artifacts and "reports/tables/comparisons.md" in artifacts
+    sample = next(r for r in children if r.info.run_name == "sample@mel-32x32-ddim2")
+    examples = {a.path for a in client.list_artifacts(sample.info.run_id, "examples")}
+    assert any(p.endswith(".wav") for p in examples) and any(p.endswith(".png") for p in examples)
+
+
+def test_a_parameter_sweep_through_the_dvc_experiment_queue(workspace):
+    root, env = workspace
+    for value in (-20, -6):
+        queued = subprocess.run(["dvc", "exp", "run", "--queue", "-S", f"noisy_filter.max_db={value}"], cwd=root,
+                                env=env, capture_output=True, text=True)
+        assert queued.returncode == 0, queued.stderr
+    started = subprocess.run(["dvc", "queue", "start", "-j", "1"], cwd=root, env=env, capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    import time
+
+    for _ in range(120):  # at most 10 minutes
+        status = subprocess.run(["dvc", "queue", "status"], cwd=root, env=env, capture_output=True, text=True).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=root, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    experiments = [e for row in json.loads(shown.stdout) for e in (row.get("experiments") or [])]
+    assert len(experiments) >= 2
+    for exp in experiments:
+        data = exp["revs"][0]["data"]
+        metrics = data["metrics"]["reports/headline.json"]["data"]
+        assert set(metrics) == {"fad", "kad"} and "musicnn" in metrics["fad"]
+        assert not any(path.startswith("metrics/") for path in data["metrics"])  # records are not columns
+    # every MLflow run of an experiment carries its name
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("musicdiff")
+    names = {exp["revs"][0]["name"] for exp in experiments}
+    for name in names:
+        runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.dvc_experiment = '{name}'")
+        assert {r.data.tags["stage"] for r in runs} >= {"filter", "report"}, name
+
+
+def test_stages_log_to_an_mlflow_tracking_server(workspace, tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    root, env = workspace
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(["mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                               "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        work = tmp_path / "stage"
+        done = _weights_stage(root, work, ["logmel-stats"], {**env, "MLFLOW_TRACKING_URI": url})
+        assert done.returncode == 0, done.stderr[-2000:]
+        record = json.loads((work / "metrics" / "weights" / "all.json").read_text())
+        from mlflow.tracking import MlflowClient
+
+        run = MlflowClient(tracking_uri=url).get_run(record["run_id"])
+        assert run.data.tags["stage"] == "weights" and "version.torch" in run.data.tags
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -29,13 +29,18 @@ def test_profile_paper_rewrites_params_keeping_comments_and_replacing_variants(t
                    cwd=tmp_path, check=True, capture_output=True)
     text = (tmp_path / "params.yaml").read_text()
     after = yaml.safe_load(text)
-    assert "# Reference sets that every generated set is scored against" in text  # comments survive
+    assert "# Reference sets that every evaluation set is scored against" in text  # comments survive
     profile = yaml.safe_load((tmp_path / "profiles" / "paper.yaml").read_text())
     assert set(after["variants"]) == set(profile["variants"])  # CPU variants replaced, not merged
     assert "dit-64x64" in before["variants"] and after["variants"]["mel-64x64"]["model"]["layers_per_block"] == 2
     assert after["datasets"]["wesnoth"]["prepare"]["segment_s"] == 11.9
     assert after["datasets"]["ambient"] == before["datasets"]["ambient"]  # untouched keys kept
     assert after["train"]["seed"] == before["train"]["seed"] and after["train"]["max_steps"] == 40000
+    study = subprocess.run([sys.executable, "-m", "musicdiff.cli", "profile", "cpu-study", "--dry-run", "--profiles",
+                            "profiles"], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+    study = yaml.safe_load(study)
+    assert len(study["samples"]) == 20 and {"drums", "chorales"} <= set(study["reference_sets"])
+    assert sum(s.get("headline", False) for s in study["samples"].values()) == 5 and study["bench"]["suites"] == ["fadtk"]
     missing = subprocess.run([sys.executable, "-m", "musicdiff.cli", "profile", "nope", "--profiles", "profiles"],
                              cwd=tmp_path, capture_output=True, text=True)
     assert missing.returncode == 2 and "paper" in missing.stderr

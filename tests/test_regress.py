@@ -57,7 +57,7 @@ def test_the_benchmark_passes_against_the_committed_baseline(benchmark):
         row = next(line for line in table.splitlines() if line.startswith(f"| {ref} "))
         assert "pass" in row and "FAIL" not in row
     # The run is the check's chain only: no variation seed was trained.
-    assert (folder / "metrics" / "fad" / "musicnn-tiny-ddim25.json").is_file()
+    assert (folder / "metrics" / "evaluate" / "tiny-ddim25.json").is_file()
     assert not (folder / "metrics" / "train" / "tiny-seed1.json").exists()
 
 
@@ -77,11 +77,11 @@ def test_untrained_weights_fail_the_check_with_the_table(benchmark):
     assert "Result: FAILED: FAD got worse beyond the tolerance." in out
     assert "params.yaml differs" in out  # the changed knob is named
     baseline = json.loads(BASELINE.read_text())
-    record = json.loads((folder / "metrics" / "fad" / "musicnn-tiny-ddim25.json").read_text())["metrics"]
+    record = json.loads((folder / "metrics" / "evaluate" / "tiny-ddim25.json").read_text())["metrics"]
     for ref, base in baseline["metrics"].items():
         row = next(line for line in out.splitlines() if line.startswith(f"| {ref} "))
         assert "FAIL: worse" in row
-        assert record[f"{ref}/fad"] > base["fad"] + 3 * base["tolerance"]  # far beyond, not at the edge
+        assert record[f"musicnn/{ref}/fad"] > base["fad"] + 3 * base["tolerance"]  # far beyond, not at the edge
     assert (folder / "table.md").read_text() in out  # the table the command printed after dvc's output
 
 

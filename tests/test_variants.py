@@ -20,22 +20,49 @@ from musicdiff.features.mel import MelConfig, MelTransform
 from musicdiff.models.dit import build_dit
 from musicdiff.models.latent import (build_latent_unet, build_vae, decode_latents, encode_latents, latent_scale,
                                      train_vae)
-from musicdiff.models.registry import (CPU_CONFIGS, PAPER_CONFIGS, VARIANTS, build_denoiser, build_model,
-                                       count_parameters)
+from musicdiff.models.registry import VARIANTS, build_denoiser, build_model, count_parameters
 from musicdiff.models.waveform import build_waveform_unet, waveform_downsampling
 from musicdiff.sampling import generate
 from musicdiff.schedulers import build_noise_scheduler, build_sampler
 from musicdiff.training import diffusion_target, train_diffusion
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _profile(name: str) -> dict:
+    """params.yaml with the profile ``name`` (pipelines/profiles/<name>.yaml) applied: the data files that
+    hold every architecture configuration."""
+    from musicdiff.profiles import load_profile
+
+    return load_profile(REPO / "params.yaml", REPO / "pipelines" / "profiles" / f"{name}.yaml")
+
+
+def _configs(params: dict, names: dict) -> dict:
+    """``{registry variant: its model config}`` picked from a profile's variants and autoencoders."""
+    out = {}
+    for variant, (section, key) in names.items():
+        out[variant] = params[section][key]["model"]
+    return out
+
+
+# The registry's five builders, configured from the profiles (the only place a configuration lives).
+PAPER_CONFIGS = _configs(_profile("paper"), {"mel": ("variants", "mel-1024x128"), "waveform": ("variants", "waveform-65536"),
+                                             "vae": ("autoencoders", "vae-256x256"),
+                                             "latent_unet": ("variants", "latent-256x256"),
+                                             "dit": ("variants", "dit-128x128")})
+CPU_CONFIGS = _configs(_profile("cpu-study"), {"mel": ("variants", "mel-64x64"), "waveform": ("variants", "waveform-16384"),
+                                               "vae": ("autoencoders", "vae-64x64"),
+                                               "latent_unet": ("variants", "latent-64x64"),
+                                               "dit": ("variants", "dit-64x64")})
 # Published / measured counts: teticio's UNet and VAE (research note A1), the Dance Diffusion
 # UNet1DModel (A8, "64 M" in the study), Bojescu's DiT (A4, 5,388,802).
 PAPER_PARAMETERS = {"mel": 113.67e6, "waveform": 63.63e6, "vae": 83.61e6, "latent_unet": 113.67e6,
                     "dit": 5_388_802}
 PAPER_RESOLUTIONS = {"mel": (1024, 128), "waveform": (65536,), "vae": (256, 256), "latent_unet": (32, 32),
                      "dit": (128, 128)}
-# The CPU sizes of DESIGN.md §4 (mel is the 4-level layout of the registry).
-CPU_PARAMETERS = {"mel": 1.086e6, "waveform": 0.748e6, "vae": 0.239e6, "latent_unet": 0.701e6, "dit": 1.975e6}
-CPU_RESOLUTIONS = {"mel": (64, 64), "waveform": (8192,), "vae": (64, 64), "latent_unet": (16, 16), "dit": (64, 64)}
+# The CPU study's sizes (README "Variants, profiles and GPUs").
+CPU_PARAMETERS = {"mel": 1.086e6, "waveform": 1.161e6, "vae": 0.239e6, "latent_unet": 0.701e6, "dit": 1.975e6}
+CPU_RESOLUTIONS = {"mel": (64, 64), "waveform": (16384,), "vae": (64, 64), "latent_unet": (16, 16), "dit": (64, 64)}
 SCHEDULE = dict(num_train_timesteps=100, beta_schedule="linear", beta_start=1e-3, beta_end=0.2,
                 prediction_type="epsilon", clip_sample=True)
 WAVE_LENGTH = 1024  # CPU waveform UNet on short windows: a multiple of its 32x downsampling
@@ -107,10 +134,7 @@ def test_cpu_size_models_have_the_design_sizes(variant):
 
 
 def _paper_profile() -> dict:
-    from musicdiff.profiles import load_profile
-
-    root = Path(__file__).resolve().parent.parent
-    return load_profile(root / "params.yaml", root / "pipelines" / "profiles" / "paper.yaml")
+    return _profile("paper")
 
 
 # The study's table (seed 002) and seed 003: mel and latent UNets 113.67 M, VAE 83.61 M (research
@@ -169,7 +193,7 @@ def test_waveform_unet_trains_and_samples_audio_shaped_output(waves):
     result = generate(model, build_sampler("ddim", scheduler), 2, (1, WAVE_LENGTH), 2, seed=0, progress=False)
     assert result.samples.shape == (2, 1, WAVE_LENGTH) and torch.isfinite(result.samples).all()
     with torch.no_grad():  # the CPU layout (one attention level) also runs at its design length
-        assert model(torch.zeros(1, 1, 8192), torch.tensor(5)).sample.shape == (1, 1, 8192)
+        assert model(torch.zeros(1, 1, 16384), torch.tensor(5)).sample.shape == (1, 1, 16384)
 
 
 def test_waveform_time_features_are_those_of_t_over_T():
@@ -177,7 +201,7 @@ def test_waveform_time_features_are_those_of_t_over_T():
     model = build_waveform_unet(CPU_CONFIGS["waveform"], 8192, num_train_timesteps=100)
     torch.manual_seed(0)
     reference = UNet1DModel(in_channels=1, out_channels=1, extra_in_channels=16, time_embedding_dim=16,
-                            block_out_channels=(16, 16, 32, 32, 64),
+                            block_out_channels=tuple(CPU_CONFIGS["waveform"]["block_out_channels"]),
                             down_block_types=tuple(CPU_CONFIGS["waveform"]["down_block_types"]),
                             up_block_types=tuple(CPU_CONFIGS["waveform"]["up_block_types"]))
     t = torch.tensor([0, 17, 99])
@@ -186,11 +210,11 @@ def test_waveform_time_features_are_those_of_t_over_T():
 
 def test_waveform_builder_rejects_lengths_that_do_not_fit_its_downsampling():
     config = CPU_CONFIGS["waveform"]
-    assert waveform_downsampling(config) == 32
-    with pytest.raises(ValueError, match="multiple of 32"):
+    assert waveform_downsampling(config) == 128
+    with pytest.raises(ValueError, match="multiple of 128"):
         build_waveform_unet(config, 8192 + 16)
-    with pytest.raises(ValueError, match="at least 96"):
-        build_waveform_unet(config, 64)
+    with pytest.raises(ValueError, match="at least 384"):
+        build_waveform_unet(config, 128)
     with pytest.raises(ValueError, match="extra_in_channels"):
         build_waveform_unet({**config, "extra_in_channels": 32}, 8192)
 

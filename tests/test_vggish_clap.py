@@ -167,12 +167,12 @@ def test_pretrained_fad_of_fadtks_clips_against_fma_pop_matches_fadtks_published
     import fadtk
 
     from musicdiff.data.reference_stats import fma_pop_stats
-    from musicdiff.metrics.embeddings import embed_files
+    from musicdiff.evaluation.sets import embed_files
     from musicdiff.metrics.fad import fad_score
 
     _pretrained_or_skip(name)
     with open(Path(fadtk.__file__).parent / "test" / "samples_FAD_scores.csv") as fh:
         published = float(next(r for r in csv.DictReader(fh) if r["song_id"] == "samples/all")[column])
-    embedded = embed_files(get_embedding(name), fadtk_clips, progress=False)
+    embedded = embed_files(get_embedding(name), fadtk_clips, None, "fadtk clips", progress=False)  # whole files
     ours = fad_score(fma_pop_stats(name), embedded.clips, n_bootstrap=0).fad
     assert ours == pytest.approx(published, rel=0.05)

@@ -32,16 +32,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from musicdiff.data.audio import BadAudioError, load_audio, rms_dbfs, validate_audio, write_float_wav
-from musicdiff.data.sources import _atomic_replace
 from musicdiff.data.summary import SUMMARY_FILE, prepared_split_summary, read_summary, write_summary
-from musicdiff.hashing import sha256_file
+from musicdiff.hashing import replace_folder, sha256_file
 
 __all__ = ["CLIP_COLUMNS", "SKIP_REASONS", "PrepareResult", "prepare_set"]
 
 CLIP_COLUMNS = [
     "clip",  # path relative to out_dir, e.g. "train/<clip_id>.wav"
     "sha256",  # of the written clip file
-    "split",  # "train" | "heldout" | "ref"
+    "split",  # "train" | "heldout" | "floor" | "ref"
     "track",  # the raw file, relative to raw_dir (the download manifest's `path`)
     "track_sha256",
     "package",
@@ -108,6 +107,7 @@ def prepare_set(
     per_track_selection: str = "random",
     max_clips: int | None = None,
     heldout_fraction: float = 0.0,
+    floor_fraction: float = 0.0,
     seed: int = 0,
     progress: bool = True,
 ) -> PrepareResult:
@@ -143,9 +143,14 @@ def prepare_set(
     ``numpy.random.default_rng(seed)`` and the first
     ``round(heldout_fraction * n_tracks)`` (at least 1 and at most
     ``n_tracks - 1`` when there are two or more tracks) become ``"heldout"``,
-    the rest ``"train"``.  A track's clips are never in two splits.  Finally at
-    most ``max_clips`` clips are kept *per split* (a seeded uniform subset
-    without replacement).
+    the rest ``"train"``.  With ``floor_fraction > 0`` the first
+    ``round(floor_fraction * n_heldout)`` of the held-out tracks in that order (at
+    least 1 and at most ``n_heldout - 1`` when two or more are held out) become
+    ``"floor"``: held-out real music kept apart from the held-out *reference*
+    set, scored as an evaluation set (the "real: held-out" floor of
+    ``musicdiff.evaluation.floors``).  A track's clips are never in two splits.
+    Finally at most ``max_clips`` clips are kept *per split* (a seeded uniform
+    subset without replacement).
 
     Args:
         manifest: the download manifest (columns ``path``, ``sha256``,
@@ -167,6 +172,7 @@ def prepare_set(
         per_track_selection: ``"random"`` or ``"first"``, see step 6.
         max_clips: cap on clips per split (None: no cap).
         heldout_fraction: fraction of tracks put in ``"heldout"`` (0 <= f < 1).
+        floor_fraction: fraction of the held-out tracks put in ``"floor"`` (0 <= f < 1).
         seed: seed of every random choice.
         progress: show a tqdm progress bar.
 
@@ -187,6 +193,8 @@ def prepare_set(
         raise ValueError(f"hop_s must be > 0, got {hop_s}")
     if not 0.0 <= heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
+    if not 0.0 <= floor_fraction < 1.0:
+        raise ValueError(f"floor_fraction must be in [0, 1), got {floor_fraction}")
     for name, v in (("max_segments_per_track", max_segments_per_track), ("max_clips", max_clips)):
         if v is not None and v < 1:
             raise ValueError(f"{name} must be >= 1 or None, got {v}")
@@ -207,7 +215,8 @@ def prepare_set(
     settings = {"sample_rate": sample_rate, "segment_s": segment_s, "hop_s": hop_s, "min_duration_s": min_duration_s,
                 "pad_short": pad_short, "pad_mode": pad_mode, "silence_dbfs": silence_dbfs,
                 "max_segments_per_track": max_segments_per_track, "per_track_selection": per_track_selection,
-                "max_clips": max_clips, "heldout_fraction": heldout_fraction, "seed": seed}
+                "max_clips": max_clips, "heldout_fraction": heldout_fraction, "floor_fraction": floor_fraction,
+                "seed": seed}
     rows = manifest.sort_values("path", kind="stable").to_dict("records")
     skipped = {r: 0 for r in SKIP_REASONS}
     skipped_files: list[tuple[str, str]] = []
@@ -310,6 +319,11 @@ def prepare_set(
             order = np.random.default_rng(seed).permutation(n)
             held = {tracks[i] for i in order[:n_held]}
             split_of = {t: ("heldout" if t in held else "train") for t in tracks}
+            if floor_fraction > 0:
+                n_floor = int(round(floor_fraction * n_held))
+                if n_held >= 2:
+                    n_floor = min(max(n_floor, 1), n_held - 1)
+                split_of.update({tracks[i]: "floor" for i in order[:n_floor]})
 
         by_split: dict[str, list[dict]] = {}
         for t in tracks:
@@ -338,7 +352,7 @@ def prepare_set(
             rows.to_csv(tmp / split / "clips.csv", index=False, lineterminator="\n")
             summary = prepared_split_summary(tmp / split, rows, settings, raw_summary, raw_table, name=out_dir.name)
             write_summary(tmp / split / SUMMARY_FILE, summary)
-        _atomic_replace(tmp, out_dir)
+        replace_folder(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

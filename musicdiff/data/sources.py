@@ -75,7 +75,7 @@ from tqdm.auto import tqdm
 from musicdiff.data.online import fetch_online, normalise_online_spec
 from musicdiff.data.rendered import normalise_rendered_spec, render_bach_chorales
 from musicdiff.data.summary import SUMMARY_FILE, raw_set_summary, write_summary
-from musicdiff.hashing import sha256_file
+from musicdiff.hashing import replace_folder, sha256_file
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -158,17 +158,6 @@ def glob_match(path: str, patterns: str | Iterable[str]) -> bool:
         patterns = [patterns]
     path = path[2:] if path.startswith("./") else path.lstrip("/")
     return any(_glob_regex(p).match(path) for p in patterns)
-
-
-def _atomic_replace(tmp: Path, final: Path) -> None:
-    """Move the finished folder ``tmp`` to ``final``, replacing what was there."""
-    old = None
-    if final.exists() or final.is_symlink():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() and not old.is_symlink() else old.unlink()
 
 
 def _audio_info(path: Path) -> tuple[float, float, float]:
@@ -807,7 +796,7 @@ def download_set(
         summary = raw_set_summary(tmp_out, norm, read_manifest(tmp_out / "manifest.csv"), name=out_dir.name,
                                   record=_source_record(tmp_out))
         write_summary(tmp_out / SUMMARY_FILE, summary)
-        _atomic_replace(tmp_out, out_dir)
+        replace_folder(tmp_out, out_dir)
     except BaseException:
         shutil.rmtree(tmp_out, ignore_errors=True)
         raise

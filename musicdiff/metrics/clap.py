@@ -140,6 +140,7 @@ class ClapEmbedding:
     """
 
     sample_rate = SAMPLE_RATE
+    window_s = 10.0  # one chunk: the unit of independent frames (chunks every 1 s overlap)
     dim = DIM
 
     def __init__(self, kind: str = "music", device: str | torch.device = "cpu", *,

@@ -24,17 +24,28 @@ Introduction to the Bootstrap", ch. 10) is subtracted from both quantiles and re
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
 
 @dataclass(frozen=True)
 class GaussianStats:
-    """Mean (dim,) and covariance (dim, dim) of embeddings, float64, with the frame count."""
+    """Mean (dim,) and covariance (dim, dim) of embeddings, float64, with the frame count.
+
+    ``sqrt_cov`` (the symmetric square root of ``cov``) is computed once per object and reused by
+    every :func:`frechet_distance` against it, so a reference set is factored once for all its
+    bootstrap resamples, FAD-inf subsets and evaluation sets.
+    """
 
     mu: np.ndarray
     cov: np.ndarray
     n: int
+
+    @cached_property
+    def sqrt_cov(self) -> np.ndarray:
+        """``cov^1/2`` (dim, dim), from the eigendecomposition with negative eigenvalues clipped to 0."""
+        return _sqrt_psd(self.cov)
 
 
 @dataclass(frozen=True)
@@ -52,9 +63,21 @@ class FadResult:
     ci_high: float = float("nan")
     n_bootstrap: int = 0
     bootstrap_bias: float = float("nan")
+    bootstrap_sd: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def as_frames(x: np.ndarray, what: str, min_frames: int = 1) -> np.ndarray:
+    """``x`` as float64 (frames, dim) embedding frames. Raises ``ValueError`` naming ``what`` for a
+    non-2-D array, fewer than ``min_frames`` frames, or NaN/inf values."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < min_frames:
+        raise ValueError(f"{what} must be (frames >= {min_frames}, dim), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what} contain NaN or inf")
+    return x
 
 
 def gaussian_stats(embeddings: np.ndarray) -> GaussianStats:
@@ -70,7 +93,9 @@ def gaussian_stats(embeddings: np.ndarray) -> GaussianStats:
         raise ValueError(f"need at least 2 embedding frames for a covariance, got {x.shape[0]}")
     if not np.isfinite(x).all():
         raise ValueError("embeddings contain NaN or inf")
-    return GaussianStats(mu=x.mean(axis=0), cov=np.cov(x, rowvar=False, ddof=1), n=x.shape[0])
+    mu = x.mean(axis=0)
+    centred = x - mu
+    return GaussianStats(mu=mu, cov=centred.T @ centred / (x.shape[0] - 1), n=x.shape[0])
 
 
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
@@ -87,12 +112,27 @@ def frechet_distance(ref: GaussianStats, evl: GaussianStats) -> tuple[float, flo
         raise ValueError(f"dimension mismatch: {ref.mu.shape} vs {evl.mu.shape}")
     diff = ref.mu - evl.mu
     mean_term = float(diff @ diff)
-    root = _sqrt_psd(ref.cov)
+    root = ref.sqrt_cov
     middle = root @ evl.cov @ root
     eig = np.linalg.eigvalsh((middle + middle.T) / 2.0)
     trace_sqrt = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
     trace_term = float(np.trace(ref.cov) + np.trace(evl.cov) - 2.0 * trace_sqrt)
     return mean_term + trace_term, mean_term, trace_term
+
+
+def bootstrap_fads(ref: GaussianStats, eval_clips: list[np.ndarray], n_bootstrap: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """FAD of ``n_bootstrap`` resamples of the evaluation clips (whole clips drawn with replacement,
+    as many as there are) against ``ref``; returns (n_bootstrap,) float64. ``rng`` is consumed, so
+    two sets resampled from two generators are independent resamples."""
+    scores = np.empty(n_bootstrap)
+    stacked = np.stack(eval_clips) if len({len(c) for c in eval_clips}) == 1 else None  # equal clips: one gather
+    for b in range(n_bootstrap):
+        pick = rng.integers(0, len(eval_clips), len(eval_clips))
+        frames = stacked[pick].reshape(-1, stacked.shape[-1]) if stacked is not None else \
+            np.concatenate([eval_clips[i] for i in pick], axis=0)
+        scores[b] = frechet_distance(ref, gaussian_stats(frames))[0]
+    return scores
 
 
 def fad_score(
@@ -117,19 +157,15 @@ def fad_score(
     ref = ref_embeddings if isinstance(ref_embeddings, GaussianStats) else gaussian_stats(ref_embeddings)
     frames = np.concatenate(eval_clips, axis=0)
     fad, mean_term, trace_term = frechet_distance(ref, gaussian_stats(frames))
-    low = high = bias = float("nan")
+    low = high = bias = sd = float("nan")
     if n_bootstrap > 0 and len(eval_clips) > 1:
-        rng = np.random.default_rng(seed)
-        scores = []
-        for _ in range(n_bootstrap):
-            pick = rng.integers(0, len(eval_clips), len(eval_clips))
-            sample = np.concatenate([eval_clips[i] for i in pick], axis=0)
-            scores.append(frechet_distance(ref, gaussian_stats(sample))[0])
+        scores = bootstrap_fads(ref, eval_clips, n_bootstrap, np.random.default_rng(seed))
         alpha = (1.0 - ci) / 2.0
         bias = float(np.mean(scores)) - fad
+        sd = float(np.std(scores, ddof=1))
         low, high = (float(v) - bias for v in np.quantile(scores, [alpha, 1.0 - alpha]))
     return FadResult(
         fad=fad, mean_term=mean_term, trace_term=trace_term, n_ref=ref.n, n_eval=frames.shape[0],
         n_eval_clips=len(eval_clips), dim=frames.shape[1], ci_low=low, ci_high=high,
-        n_bootstrap=n_bootstrap if len(eval_clips) > 1 else 0, bootstrap_bias=bias,
+        n_bootstrap=n_bootstrap if len(eval_clips) > 1 else 0, bootstrap_bias=bias, bootstrap_sd=sd,
     )

@@ -1,4 +1,4 @@
-"""Kernel audio distance (KAD) and FAD-inf: two corrections of plain FAD's finite-sample bias.
+"""Kernel audio distance (KAD): an unbiased distance between embedding sets, valid at small n.
 
 KAD (Chung et al. 2025, "KAD: No More FAD! An Effective and Efficient Evaluation Metric for Audio
 Generation", eq. 3-4) is the unbiased estimator of the squared maximum mean discrepancy (Gretton et
@@ -14,13 +14,7 @@ pooled sets, so the same reference would get a different kernel for every model 
 with). The estimator is unbiased, so it can be slightly negative for two samples of one
 distribution; it is reported as is.
 
-FAD-inf (Chong & Forsyth 2020, "Effectively Unbiased FID and Inception Score and Where to Find
-Them", §3, brought to audio by Gui et al. 2024, "Adapting Frechet Audio Distance for Generative
-Music Evaluation"): FAD grows roughly linearly in ``1/n`` with the number ``n`` of evaluation samples,
-so FAD is measured on subsets of increasing size and a least-squares line ``FAD = a + b / n`` is
-fitted; ``a`` (n -> infinity) is FAD-inf. fadtk draws each subset's *frames* with replacement, which
-duplicates frames and re-introduces the small-sample bias it means to remove; here each subset is a
-seeded draw of whole evaluation *clips without replacement*.
+FAD-inf, the other correction of plain FAD's finite-sample bias, is in ``musicdiff.metrics.fad_inf``.
 """
 
 from __future__ import annotations
@@ -29,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from musicdiff.metrics.fad import GaussianStats, frechet_distance, gaussian_stats
+from musicdiff.metrics.fad import as_frames
 
 KAD_SCALE = 100.0
 
@@ -40,12 +34,7 @@ def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _frames(x: np.ndarray, name: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"{name} embeddings must be (frames >= 2, dim), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} embeddings contain NaN or inf")
-    return x
+    return as_frames(x, f"{name} embeddings", min_frames=2)
 
 
 def median_bandwidth(reference: np.ndarray, max_frames: int = 4000, seed: int = 0) -> float:
@@ -95,7 +84,8 @@ def kernel_distance(reference: np.ndarray, evaluation: np.ndarray, bandwidth: fl
 
 @dataclass(frozen=True)
 class KadResult:
-    """KAD, its jackknife CI over evaluation clips, the frozen bandwidth and the counts."""
+    """KAD, its jackknife CI over evaluation clips (and the standard error ``se`` behind it), the frozen
+    bandwidth and the counts."""
 
     kad: float
     ci_low: float
@@ -104,6 +94,7 @@ class KadResult:
     n_ref: int
     n_eval: int
     n_eval_clips: int
+    se: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,7 +132,7 @@ def kad_score(reference: np.ndarray, eval_clips: list[np.ndarray], bandwidth: fl
     sizes = np.bincount(clip_of, minlength=n_clips).astype(np.float64)
     total_ee, total_re, total_n = block.sum(), re.sum(), sizes.sum()
     value = KAD_SCALE * float(rr + total_ee / (total_n * (total_n - 1)) - 2.0 * total_re / (m * total_n))
-    low = high = float("nan")
+    low = high = se = float("nan")
     if n_clips > 2:
         leave_out = []
         for c in range(n_clips):  # KAD without clip c, from the block sums
@@ -152,72 +143,4 @@ def kad_score(reference: np.ndarray, eval_clips: list[np.ndarray], bandwidth: fl
         se = float(np.sqrt((n_clips - 1) / n_clips * ((leave_out - leave_out.mean()) ** 2).sum()))
         half = float(norm.ppf(0.5 + ci / 2.0)) * se
         low, high = value - half, value + half
-    return KadResult(value, low, high, sigma, len(ref), len(frames), n_clips)
-
-
-@dataclass(frozen=True)
-class FadInfResult:
-    """FAD-inf (intercept of FAD against 1/n) with its 95% CI from the fit's standard error, the
-    slope, R^2 of the fit and the points used."""
-
-    fad_inf: float
-    ci_low: float
-    ci_high: float
-    slope: float
-    r2: float
-    n_clips: list[int]
-    fad: list[float]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def fad_inf(reference: np.ndarray | GaussianStats, eval_clips: list[np.ndarray], sizes: list[int] | None = None,
-            repeats: int = 3, seed: int = 0) -> FadInfResult:
-    """FAD-inf of evaluation clips (each (frames_i, dim)) against a reference set.
-
-    For each subset size ``n`` in ``sizes`` (default: 5 sizes evenly spaced from half the clips to
-    all of them), ``repeats`` subsets of ``n`` whole clips are drawn **without replacement** (seeded;
-    a single subset when ``n`` is all clips), FAD is averaged over them, and ``FAD = a + b / n`` is
-    fitted by least squares: returns ``a`` (FAD-inf) with a 95% t interval from the fit's standard
-    error (it reflects the scatter of the points, not the sampling of the evaluation set), ``b`` and
-    the fit's R^2.
-
-    Raises ``ValueError`` for fewer than 2 distinct sizes, a size above the number of clips, or a
-    subset with fewer than 2 frames.
-    """
-    ref = reference if isinstance(reference, GaussianStats) else gaussian_stats(reference)
-    total = len(eval_clips)
-    if sizes is None:
-        sizes = sorted({int(round(v)) for v in np.linspace(max(total / 2, 2), total, 5)})
-    sizes = sorted(set(int(s) for s in sizes))
-    if len(sizes) < 2:
-        raise ValueError(f"FAD-inf needs at least 2 distinct subset sizes, got {sizes}")
-    if sizes[-1] > total or sizes[0] < 1:
-        raise ValueError(f"subset sizes {sizes} must lie in 1..{total} (the number of evaluation clips)")
-    rng = np.random.default_rng(seed)
-    means = []
-    for n in sizes:
-        draws = 1 if n == total else repeats
-        scores = []
-        for _ in range(draws):
-            pick = rng.choice(total, n, replace=False)
-            scores.append(frechet_distance(ref, gaussian_stats(np.concatenate([eval_clips[i] for i in pick])))[0])
-        means.append(float(np.mean(scores)))
-    x = 1.0 / np.asarray(sizes, dtype=np.float64)
-    y = np.asarray(means)
-    design = np.stack([np.ones_like(x), x], axis=1)
-    (intercept, slope), *_ = np.linalg.lstsq(design, y, rcond=None)
-    residual = y - design @ np.array([intercept, slope])
-    spread = ((y - y.mean()) ** 2).sum()
-    r2 = float(1.0 - (residual**2).sum() / spread) if spread > 0 else 1.0
-    low = high = float("nan")
-    dof = len(x) - 2
-    if dof > 0:  # t interval of the intercept (ordinary least squares standard error)
-        from scipy.stats import t
-
-        sigma2 = (residual**2).sum() / dof
-        se = float(np.sqrt(sigma2 * np.linalg.inv(design.T @ design)[0, 0]))
-        half = float(t.ppf(0.975, dof)) * se
-        low, high = float(intercept) - half, float(intercept) + half
-    return FadInfResult(float(intercept), low, high, float(slope), r2, list(sizes), means)
+    return KadResult(value, low, high, sigma, len(ref), len(frames), n_clips, se)

@@ -496,6 +496,7 @@ class MusicnnEmbedding:
 
     name = "musicnn"
     sample_rate = SAMPLE_RATE
+    window_s = 3.0  # one 187-frame patch, musicnn's input: the unit of independent frames
     dim = 200
     LAYERS = ("penultimate", "dense_pre")
 

@@ -125,6 +125,7 @@ class VggishEmbedding:
 
     name = "vggish"
     sample_rate = SAMPLE_RATE
+    window_s = 0.96  # one example: the unit of independent frames (musicdiff.evaluation.protocol)
     dim = DIM
 
     def __init__(self, device: str | torch.device = "cpu", *, weights: ResolvedWeights | None = None):

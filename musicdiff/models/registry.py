@@ -1,13 +1,14 @@
-"""Architecture configurations of every variant, paper size and CPU size, and one dispatching builder.
+"""One dispatching builder per variant and the diffusers classes trained weights load with.
 
-The configurations are plain data (lists, ints, strings) so they can live in ``params.yaml`` and
-round-trip through it; ``build_model`` hands a section to the builder of its variant. Parameter
-counts measured with diffusers 0.39 (``count_parameters``, models built on the meta device):
+The architecture configurations are plain data (lists, ints, strings) that live in ``params.yaml`` and
+the profiles (``pipelines/profiles/paper.yaml``, ``cpu-study.yaml``), never here; ``build_model`` hands a
+section to the builder of its variant. Parameter counts measured with diffusers 0.39
+(``count_parameters``, models built on the meta device; the tests build them from the profiles):
 
 | variant | paper size | CPU size |
 |---|---|---|
 | mel (teticio UNet2DModel) | 113,668,609 | 1,085,937 |
-| waveform (Dance Diffusion UNet1DModel) | 63,627,017 (65536 samples) | 748,393 (8192 samples) |
+| waveform (Dance Diffusion UNet1DModel) | 63,627,017 (65536 samples) | 1,161,209 (16384 samples) |
 | vae (AutoencoderKL, 1 latent channel) | 83,607,691 (256 -> 32) | 239,067 (64 -> 16) |
 | latent_unet (UNet2DModel on latents) | 113,668,609 (32 x 32) | 701,345 (16 x 16) |
 | dit (UnconditionalDiT2DModel) | 5,402,384 | 1,974,648 |
@@ -33,64 +34,6 @@ from musicdiff.models.mel import build_mel_unet
 from musicdiff.models.waveform import build_waveform_unet
 
 VARIANTS = ("mel", "waveform", "vae", "latent_unet", "dit")
-
-
-def _teticio_unet() -> dict:
-    # teticio/audio-diffusion scripts/train_unet.py; the hub config has norm groups 32, head dim 8.
-    return dict(
-        block_out_channels=[128, 128, 256, 256, 512, 512],
-        down_block_types=["DownBlock2D"] * 4 + ["AttnDownBlock2D", "DownBlock2D"],
-        up_block_types=["UpBlock2D", "AttnUpBlock2D"] + ["UpBlock2D"] * 4,
-        layers_per_block=2,
-        norm_num_groups=32,
-        attention_head_dim=8,
-    )
-
-
-PAPER_CONFIGS: dict[str, dict] = {
-    "mel": _teticio_unet(),
-    "waveform": dict(
-        # Harmonai Dance Diffusion as ported to diffusers: 13 levels, attention on the last 5.
-        block_out_channels=[128, 128, 256, 256] + [256] * 9,
-        down_block_types=["DownBlock1DNoSkip"] + ["DownBlock1D"] * 7 + ["AttnDownBlock1D"] * 5,
-        up_block_types=["AttnUpBlock1D"] * 5 + ["UpBlock1D"] * 7 + ["UpBlock1DNoSkip"],
-        mid_block_type="UNetMidBlock1D",
-        time_embedding_dim=16,
-    ),
-    "vae": dict(block_out_channels=[128, 256, 512, 512], layers_per_block=2, norm_num_groups=32, sample_size=256),
-    "latent_unet": _teticio_unet(),
-    # Seed 003: 4 layers x 4 heads, width 256, 4 x 4 patches.
-    "dit": dict(num_layers=4, num_attention_heads=4, attention_head_dim=64, patch_size=4),
-}
-
-CPU_CONFIGS: dict[str, dict] = {
-    "mel": dict(
-        block_out_channels=[16, 32, 64, 64],
-        down_block_types=["DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
-        up_block_types=["AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"],
-        layers_per_block=1,
-        norm_num_groups=8,
-        attention_head_dim=8,
-    ),
-    "waveform": dict(
-        # One attention level: SelfAttention1d uses channels // 32 heads, so it needs >= 32 channels.
-        block_out_channels=[16, 16, 32, 32, 64],
-        down_block_types=["DownBlock1DNoSkip", "DownBlock1D", "DownBlock1D", "DownBlock1D", "AttnDownBlock1D"],
-        up_block_types=["AttnUpBlock1D", "UpBlock1D", "UpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"],
-        mid_block_type="UNetMidBlock1D",
-        time_embedding_dim=16,
-    ),
-    "vae": dict(block_out_channels=[16, 32, 32], layers_per_block=1, norm_num_groups=8, sample_size=64),
-    "latent_unet": dict(
-        block_out_channels=[32, 64],
-        down_block_types=["DownBlock2D", "AttnDownBlock2D"],
-        up_block_types=["AttnUpBlock2D", "UpBlock2D"],
-        layers_per_block=1,
-        norm_num_groups=8,
-        attention_head_dim=8,
-    ),
-    "dit": dict(num_layers=4, num_attention_heads=4, attention_head_dim=38, patch_size=4),
-}
 
 
 def build_model(variant: str, config: dict, resolution: tuple[int, ...],

@@ -1,5 +1,6 @@
 """Tables of the study's analyses, built from MLflow runs: clip levels and the noisy-sample filter
-(Table 5.2), FAD vs training steps, FAD vs number of samples, per-clip outliers.
+(Table 5.2), FAD vs training steps, FAD vs number of samples, per-clip outliers. Under-sampled FAD
+cells are marked ``†`` and unreliable FAD-inf fits ``‡``, as in ``fad.md``.
 
 Input rows are what ``musicdiff.tracking.load_runs`` returns (``stage``, ``instance``, ``run_id``,
 ``params`` as MLflow strings, ``metrics``, ``tags``). Each ``*_frame`` returns a long table (the CSV);
@@ -33,9 +34,9 @@ def _number(value) -> float | None:
 
 
 def set_names(runs: list[dict]) -> dict[str, tuple[str, str]]:
-    """``{evaluation set: (variant, sampler)}`` from the sample and levels runs' tags."""
+    """``{evaluation set: (variant, sampler)}`` from the sample runs' tags."""
     return {r["instance"]: (r["tags"]["variant"], r["tags"]["sampler"]) for r in runs
-            if r["stage"] in ("sample", "levels") and "variant" in r["tags"] and "sampler" in r["tags"]}
+            if r["stage"] == "sample" and "variant" in r["tags"] and "sampler" in r["tags"]}
 
 
 def _split(name: str, names: dict) -> tuple[str, str]:
@@ -45,27 +46,50 @@ def _split(name: str, names: dict) -> tuple[str, str]:
 # -- clip levels and the noisy-sample filter -------------------------------------------------------
 
 def levels_frame(runs: list[dict]) -> pd.DataFrame:
-    """Per generated clip: variant, sampler, clip index, file, RMS level (dBFS), loudness (LUFS), peak (dBFS)."""
+    """Per generated clip: variant, sampler, clip index and its level in the filter's unit (the filter
+    run's params ``levels.<set>``, column ``level``)."""
+    names = set_names(runs)
     rows = []
     for run in runs:
-        if run["stage"] != "levels":
+        if run["stage"] != "filter":
             continue
-        files = _param(run, "files", [])
-        clips = sorted({k.split("/")[0] for k in run["metrics"] if k.startswith("clip_")})
-        for clip in clips:
-            i = int(clip[5:])
-            rows.append({"variant": run["tags"]["variant"], "sampler": run["tags"]["sampler"], "clip": i,
-                         "file": files[i] if i < len(files) else "",
-                         **{name: run["metrics"].get(f"{clip}/{name}", float("nan"))
-                            for name in ("rms_dbfs", "lufs", "peak_dbfs")}})
-    columns = ["variant", "sampler", "clip", "file", "rms_dbfs", "lufs", "peak_dbfs"]
-    return pd.DataFrame(rows, columns=columns).sort_values(["variant", "sampler", "clip"], ignore_index=True)
+        for key in sorted(k for k in run["params"] if k.startswith("levels.")):
+            variant, sampler = _split(key[len("levels."):], names)
+            rows += [{"variant": variant, "sampler": sampler, "clip": i, "level": v}
+                     for i, v in enumerate(_param(run, key, []))]
+    return pd.DataFrame(rows, columns=["variant", "sampler", "clip", "level"])
+
+
+def level_summary(runs: list[dict], sampler_order: list[str] | None = None) -> pd.DataFrame:
+    """Per generated set (its sample run): clips and the mean and max RMS level (dBFS), mean loudness
+    (LUFS) and max peak (dBFS), with the clips the filter removed."""
+    removed = {}
+    for run in runs:
+        if run["stage"] == "filter":
+            removed = {k.split("/")[0]: int(v) for k, v in run["metrics"].items() if k.endswith("/n_removed")}
+    rows = []
+    for run in runs:
+        if run["stage"] != "sample":
+            continue
+        m, t = run["metrics"], run["tags"]
+        rows.append({"model": t.get("variant", ""), "sampler": t.get("sampler", ""), "clips": int(m["clips"]),
+                     "mean RMS (dBFS)": round(m.get("mean_rms_dbfs", float("nan")), 2),
+                     "max RMS (dBFS)": round(m.get("max_rms_dbfs", float("nan")), 2),
+                     "mean loudness (LUFS)": round(m.get("mean_lufs", float("nan")), 2),
+                     "max peak (dBFS)": round(m.get("max_peak_dbfs", float("nan")), 2),
+                     "removed by the filter": removed.get(run["instance"], 0)})
+    table = pd.DataFrame(rows)
+    if not len(table):
+        return table
+    samplers = ordered(table["sampler"], sampler_order)
+    return table.iloc[sorted(range(len(table)), key=lambda i: (table["model"][i], samplers.index(table["sampler"][i])))
+                      ].reset_index(drop=True)
 
 
 def filter_settings(runs: list[dict]) -> dict:
-    """``{"level", "max_db", "min_db"}`` of the noisy-sample filter (from a filter run; defaults if none)."""
+    """``{"level", "max_db", "min_db"}`` of the noisy-sample filter (from the filter run; defaults if none)."""
     for run in runs:
-        if run["stage"] == "filter" and not run["tags"].get("skipped"):
+        if run["stage"] == "filter":
             return {"level": run["params"].get("noisy_filter.level", "rms_dbfs"),
                     "max_db": _number(run["params"].get("noisy_filter.max_db")),
                     "min_db": _number(run["params"].get("noisy_filter.min_db"))}
@@ -73,44 +97,42 @@ def filter_settings(runs: list[dict]) -> dict:
 
 
 def filter_frame(runs: list[dict]) -> pd.DataFrame:
-    """Long table of the filter runs: embedding, variant, sampler, reference, FAD of all clips and of the
-    kept clips with their CIs, clips, removed; a skipped embedding gives one row with the reason."""
+    """Long table of the filter run: embedding, variant, sampler, reference, FAD and KAD of all clips and of
+    the kept clips with their CIs and adequacy, clips, removed."""
     names = set_names(runs)
     rows = []
-    for run in runs:
-        if run["stage"] != "filter":
-            continue
-        embedding, m = run["tags"]["embedding"], run["metrics"]
-        if run["tags"].get("skipped"):
-            rows.append({"embedding": embedding, "skipped": run["tags"]["skipped"].splitlines()[0]})
-            continue
-        for key in sorted(k for k in m if k.endswith("/fad") and k.count("/") == 2):
-            name, ref, _ = key.split("/")
-            variant, sampler = _split(name, names)
-            get = lambda field: m.get(f"{name}/{ref}/{field}")  # noqa: E731
-            rows.append({"embedding": embedding, "variant": variant, "sampler": sampler, "reference": ref,
-                         "fad": get("fad"), "fad_ci_low": get("fad_ci_low"), "fad_ci_high": get("fad_ci_high"),
-                         "filtered_fad": get("filtered_fad"), "filtered_fad_ci_low": get("filtered_fad_ci_low"),
-                         "filtered_fad_ci_high": get("filtered_fad_ci_high"), "n_clips": int(m[f"{name}/n_clips"]),
-                         "n_removed": int(m[f"{name}/n_removed"]), "skipped": ""})
-    columns = ["embedding", "variant", "sampler", "reference", "fad", "fad_ci_low", "fad_ci_high", "filtered_fad",
-               "filtered_fad_ci_low", "filtered_fad_ci_high", "n_clips", "n_removed", "skipped"]
+    for run, (embedding, name, ref), v in metric_groups(runs, "filter", r"[^/]+/[^/]+/[^/]+/fad"):
+        m = run["metrics"]
+        variant, sampler = _split(name, names)
+        rows.append({"embedding": embedding, "variant": variant, "sampler": sampler, "reference": ref,
+                     **{k: v.get(k) for k in FILTER_FIELDS},
+                     "n_clips": int(m[f"{name}/n_clips"]), "n_removed": int(m[f"{name}/n_removed"])})
+    columns = ["embedding", "variant", "sampler", "reference", *FILTER_FIELDS, "n_clips", "n_removed"]
     frame = pd.DataFrame(rows, columns=columns)
     for column in ("n_clips", "n_removed"):
         frame[column] = frame[column].astype("Int64")
     return frame
 
 
+FILTER_FIELDS = ("fad", "fad_ci_low", "fad_ci_high", "adequate", "kad", "filtered_fad", "filtered_fad_ci_low",
+                 "filtered_fad_ci_high", "filtered_adequate", "filtered_kad")
+
+
 def filter_sections(frame: pd.DataFrame, levels: pd.DataFrame, settings: dict,
                     reference_order: list[str] | None = None, sampler_order: list[str] | None = None,
                     embedding_order: list[str] | None = None) -> list[tuple[str, pd.DataFrame]]:
     """Table 5.2's layout per model: reference set x sampler rows, per embedding ``original / filtered``
-    FAD, and the clips removed; then each set's level (the study's mean decibel value)."""
-    scored = frame[frame["skipped"].fillna("") == ""]
+    FAD (``†``: under-sampled) and the clips removed; then each set's level (``levels``: level_summary)."""
     sections = []
-    embeddings = ordered(scored["embedding"], embedding_order)
-    for variant in sorted(scored["variant"].unique()):
-        block = scored[scored["variant"] == variant]
+    embeddings = ordered(frame["embedding"], embedding_order)
+
+    def cell(value, adequate):
+        if value is None or pd.isna(value):
+            return "n/a"
+        return f"{value:.2f}" + ("" if adequate else "†")
+
+    for variant in sorted(frame["variant"].unique()):
+        block = frame[frame["variant"] == variant]
         rows = []
         for ref in ordered(block["reference"], reference_order):
             for sampler in ordered(block["sampler"], sampler_order):
@@ -121,31 +143,13 @@ def filter_sections(frame: pd.DataFrame, levels: pd.DataFrame, settings: dict,
                 for embedding in embeddings:
                     e = hit[hit["embedding"] == embedding]
                     row[f"{embedding} (original / filtered)"] = (
-                        f"{e['fad'].iloc[0]:.2f} / " + (f"{e['filtered_fad'].iloc[0]:.2f}"
-                                                         if pd.notna(e["filtered_fad"].iloc[0]) else "n/a")
-                    ) if len(e) else ""
+                        f"{cell(e['fad'].iloc[0], e['adequate'].iloc[0])} / "
+                        f"{cell(e['filtered_fad'].iloc[0], e['filtered_adequate'].iloc[0])}") if len(e) else ""
                 row["clips removed"] = f"{hit['n_removed'].iloc[0]} of {hit['n_clips'].iloc[0]}"
                 rows.append(row)
         sections.append((f"Model {variant}: FAD original / filtered", pd.DataFrame(rows)))
     if len(levels):
-        level = settings["level"]
-        removed = scored.groupby(["variant", "sampler"])["n_removed"].first() if len(scored) else pd.Series(dtype=int)
-        rows = []
-        for (variant, sampler), clips in levels.groupby(["variant", "sampler"], sort=False):
-            rows.append({"model": variant, "sampler": sampler, "clips": len(clips),
-                         "mean RMS (dBFS)": round(clips["rms_dbfs"].mean(), 2),
-                         "max RMS (dBFS)": round(clips["rms_dbfs"].max(), 2),
-                         "mean loudness (LUFS)": round(clips["lufs"].mean(), 2),
-                         "max peak (dBFS)": round(clips["peak_dbfs"].max(), 2),
-                         f"removed ({level})": int(removed.get((variant, sampler), 0))})
-        samplers = ordered(levels["sampler"], sampler_order)
-        table = pd.DataFrame(rows)
-        order = sorted(range(len(table)), key=lambda i: (table["model"][i], samplers.index(table["sampler"][i])))
-        table = table.iloc[order]
-        sections.append(("Level of the generated clips", table.reset_index(drop=True)))
-    skipped = frame[frame["skipped"].fillna("") != ""]
-    if len(skipped):
-        sections.append(("Skipped embeddings", skipped[["embedding", "skipped"]].reset_index(drop=True)))
+        sections.append(("Level of the generated clips", levels))
     return sections
 
 
@@ -161,17 +165,17 @@ def describe_filter(settings: dict) -> str:
     return f"Clips whose {name} is {' or '.join(bounds) or '(no bound)'} are removed (params `noisy_filter`)."
 
 
-def _metric_groups(runs: list[dict], stage: str, pattern: str):
-    """For each scored run of ``stage`` and each metric key ``<a>/<b>/fad`` matching ``pattern``:
-    ``(run, a, b, {field: value})`` with every metric under ``<a>/<b>/``."""
+def metric_groups(runs: list[dict], stage: str, pattern: str):
+    """For each run of ``stage`` and each metric key ``<a>/<b>/.../fad`` matching ``pattern``:
+    ``(run, (a, b, ...), {field: value})`` with every metric under ``<a>/<b>/.../``."""
     for run in runs:
-        if run["stage"] != stage or run["tags"].get("skipped"):
+        if run["stage"] != stage:
             continue
         m = run["metrics"]
         for key in sorted(k for k in m if re.fullmatch(pattern, k)):
-            a, b, _ = key.split("/")
-            prefix = f"{a}/{b}/"
-            yield run, a, b, {k[len(prefix):]: v for k, v in m.items() if k.startswith(prefix)}
+            prefix = key[: -len("fad")]
+            yield run, tuple(prefix.strip("/").split("/")), {k[len(prefix):]: v for k, v in m.items()
+                                                             if k.startswith(prefix)}
 
 
 # -- FAD vs training steps -------------------------------------------------------------------------
@@ -179,19 +183,21 @@ def _metric_groups(runs: list[dict], stage: str, pattern: str):
 def steps_frame(runs: list[dict]) -> pd.DataFrame:
     """Per variant, checkpoint step and reference set: FAD and KAD with their CIs and the clip count."""
     rows = []
-    for run, step, ref, v in _metric_groups(runs, "steps", r"step_\d+/[^/]+/fad"):
+    for run, (step, embedding, ref), v in metric_groups(runs, "steps", r"step_\d+/[^/]+/[^/]+/fad"):
         rows.append({"variant": run["instance"], "step": int(step[5:]), "reference": ref, "fad": v["fad"],
-                     "fad_ci_low": v["fad_ci_low"], "fad_ci_high": v["fad_ci_high"], "kad": v["kad"],
-                     "kad_ci_low": v["kad_ci_low"], "kad_ci_high": v["kad_ci_high"],
-                     "n_eval_clips": int(v["n_eval_clips"]), "sampler": run["tags"].get("sampler", ""),
-                     "embedding": run["tags"].get("embedding", "")})
-    columns = ["variant", "step", "reference", "fad", "fad_ci_low", "fad_ci_high", "kad", "kad_ci_low",
+                     "fad_ci_low": v["fad_ci_low"], "fad_ci_high": v["fad_ci_high"], "adequate": v.get("adequate"),
+                     "kad": v["kad"], "kad_ci_low": v["kad_ci_low"], "kad_ci_high": v["kad_ci_high"],
+                     "n_eval_clips": int(v["n_clips"]), "sampler": run["tags"].get("sampler", ""),
+                     "embedding": embedding})
+    columns = ["variant", "step", "reference", "fad", "fad_ci_low", "fad_ci_high", "adequate", "kad", "kad_ci_low",
                "kad_ci_high", "n_eval_clips", "sampler", "embedding"]
     return pd.DataFrame(rows, columns=columns).sort_values(["variant", "step", "reference"], ignore_index=True)
 
 
 def _wide(frame: pd.DataFrame, index: list[str], value: str, low: str, high: str,
-          reference_order: list[str] | None) -> pd.DataFrame:
+          reference_order: list[str] | None, adequate: str | None = None) -> pd.DataFrame:
+    """Rows ``index``, one column per reference set, cells ``value (low to high)``; ``†`` where the
+    ``adequate`` column is false."""
     refs = ordered(frame["reference"], reference_order)
     table = {}
     for key, rows in frame.groupby(index, sort=True):
@@ -199,7 +205,9 @@ def _wide(frame: pd.DataFrame, index: list[str], value: str, low: str, high: str
         cells = dict(zip(index, key))
         for ref in refs:
             hit = rows[rows["reference"] == ref]
-            cells[ref] = format_ci(hit[value].iloc[0], hit[low].iloc[0], hit[high].iloc[0]) if len(hit) else ""
+            mark = "†" if adequate and len(hit) and hit[adequate].iloc[0] is not None and \
+                not pd.isna(hit[adequate].iloc[0]) and not hit[adequate].iloc[0] else ""
+            cells[ref] = format_ci(hit[value].iloc[0], hit[low].iloc[0], hit[high].iloc[0]) + mark if len(hit) else ""
         table[key] = cells
     return pd.DataFrame(list(table.values()))
 
@@ -208,8 +216,8 @@ def steps_sections(frame: pd.DataFrame, reference_order: list[str] | None = None
     """FAD and KAD (rows: model x training step; columns: reference sets), each with its CI."""
     if not len(frame):
         return []
-    return [("FAD (95% bootstrap CI) by training step", _wide(frame, ["variant", "step"], "fad", "fad_ci_low",
-                                                              "fad_ci_high", reference_order)),
+    return [("FAD (95% bootstrap CI; † under-sampled: read KAD) by training step",
+             _wide(frame, ["variant", "step"], "fad", "fad_ci_low", "fad_ci_high", reference_order, "adequate")),
             ("KAD x100 (95% jackknife CI) by training step", _wide(frame, ["variant", "step"], "kad", "kad_ci_low",
                                                                    "kad_ci_high", reference_order))]
 
@@ -220,14 +228,16 @@ def sample_size_frame(runs: list[dict]) -> pd.DataFrame:
     """Per reference set and number of clips n: FAD and KAD (mean over subsets) with their intervals,
     and the set's FAD-inf fit (intercept, CI, slope, R^2) repeated on each row."""
     rows = []
-    for run, ref, n, v in _metric_groups(runs, "sample_size", r"[^/]+/n_\d+/fad"):
+    for run, (ref, n), v in metric_groups(runs, "sample_size", r"[^/]+/n_\d+/fad"):
         fit = {name: run["metrics"].get(f"{ref}/{name}") for name in
-               ("fad_inf", "fad_inf_ci_low", "fad_inf_ci_high", "fad_inf_slope", "fad_inf_r2")}
+               ("fad_inf", "fad_inf_ci_low", "fad_inf_ci_high", "fad_inf_slope", "fad_inf_r2", "fad_inf_reliable",
+                "fad_inf_min_subset", "fad_inf_max_subset")}
         rows.append({"evaluation": run["instance"], "reference": ref, "n": int(n[2:]), "subsets": int(v["subsets"]),
                      **{name: v[name] for name in ("fad", "fad_low", "fad_high", "kad", "kad_low", "kad_high")},
                      **fit, "embedding": run["tags"].get("embedding", "")})
     columns = ["evaluation", "reference", "n", "subsets", "fad", "fad_low", "fad_high", "kad", "kad_low", "kad_high",
-               "fad_inf", "fad_inf_ci_low", "fad_inf_ci_high", "fad_inf_slope", "fad_inf_r2", "embedding"]
+               "fad_inf", "fad_inf_ci_low", "fad_inf_ci_high", "fad_inf_slope", "fad_inf_r2", "fad_inf_reliable",
+               "fad_inf_min_subset", "fad_inf_max_subset", "embedding"]
     return pd.DataFrame(rows, columns=columns).sort_values(["reference", "n"], ignore_index=True)
 
 
@@ -239,12 +249,19 @@ def sample_size_sections(frame: pd.DataFrame,
     fad = _wide(frame, ["n", "subsets"], "fad", "fad_low", "fad_high", reference_order)
     kad = _wide(frame, ["n", "subsets"], "kad", "kad_low", "kad_high", reference_order)
     first = frame.groupby("reference", sort=False).first()
-    inf = pd.DataFrame([{"reference set": ref, "FAD-inf (95% CI)": format_ci(first.loc[ref, "fad_inf"],
-                                                                        first.loc[ref, "fad_inf_ci_low"],
-                                                                        first.loc[ref, "fad_inf_ci_high"]),
-                         "slope b in FAD = FAD-inf + b/n": round(first.loc[ref, "fad_inf_slope"], 1),
-                         "R^2": round(first.loc[ref, "fad_inf_r2"], 3)}
-                        for ref in ordered(frame["reference"], reference_order)])
+    rows = []
+    for ref in ordered(frame["reference"], reference_order):
+        f = first.loc[ref]
+        if f["fad_inf"] is None or pd.isna(f["fad_inf"]):
+            rows.append({"reference set": ref, "FAD-inf (95% CI)": "not estimable: the pool is too small for subsets "
+                         "spanning a factor of 8 below half of it"})
+            continue
+        rows.append({"reference set": ref, "FAD-inf (95% CI)": format_ci(f["fad_inf"], f["fad_inf_ci_low"],
+                                                                        f["fad_inf_ci_high"])
+                     + ("" if f["fad_inf_reliable"] else "‡"),
+                     "subsets (clips)": f"{int(f['fad_inf_min_subset'])} to {int(f['fad_inf_max_subset'])}",
+                     "slope b in FAD = FAD-inf + b/n": round(f["fad_inf_slope"], 1), "R^2": round(f["fad_inf_r2"], 3)})
+    inf = pd.DataFrame(rows)
     return [("FAD (mean over subsets, 95% interval) against the number of clips n", fad),
             ("KAD x100 (mean over subsets, 95% interval) against the number of clips n", kad),
             ("FAD-inf: FAD extrapolated to infinitely many clips", inf)]
@@ -254,24 +271,28 @@ def sample_size_sections(frame: pd.DataFrame,
 
 def outliers_frames(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(summary, top)``: per embedding and set the clips, outliers (z above the threshold), median and
-    max z; and the top clips of each set with rank, audio path, z-score and per-clip FAD."""
+    max z; and the top clips of each set with rank, clip, z-score and per-clip score."""
     summary, top = [], []
     for run in runs:
-        if run["stage"] != "outliers" or run["tags"].get("skipped"):
+        if run["stage"] != "outliers":
             continue
-        m, embedding = run["metrics"], run["tags"]["embedding"]
+        m = run["metrics"]
         anchors = set(_param(run, "outliers.anchors", []) or [])
-        for name in _param(run, "sets", []):
-            summary.append({"embedding": embedding, "set": name, "kind": "real (anchor)" if name in anchors
-                            else "generated", "reference": run["tags"]["reference_set"],
-                            "clips": int(m[f"{name}/n_clips"]), "outliers": int(m[f"{name}/n_outliers"]),
-                            "median z": m[f"{name}/z_median"], "max z": m[f"{name}/z_max"]})
-            for rank, clip in enumerate(_param(run, f"top.{name}", []), 1):
-                top.append({"embedding": embedding, "set": name, "rank": rank, "path": clip["path"],
-                            "z": clip["z"], "per-clip FAD": clip["score"]})
+        embeddings = sorted({k.split("/")[0] for k in m if k.endswith("/loo_mean")})
+        for embedding in embeddings:
+            for name in _param(run, "sets", []):
+                if f"{embedding}/{name}/n_clips" not in m:
+                    continue
+                summary.append({"embedding": embedding, "set": name,
+                                "kind": "real (anchor)" if name in anchors else "evaluation set",
+                                "reference": run["tags"]["reference_set"], "clips": int(m[f"{embedding}/{name}/n_clips"]),
+                                "outliers": int(m[f"{embedding}/{name}/n_outliers"]),
+                                "median z": m[f"{embedding}/{name}/z_median"], "max z": m[f"{embedding}/{name}/z_max"]})
+                for rank, clip in enumerate(_param(run, f"top.{embedding}.{name}", []), 1):
+                    top.append({"embedding": embedding, "set": name, "rank": rank, "clip": clip["path"],
+                                "z": clip["z"], "per-clip score": clip["score"]})
     return pd.DataFrame(summary), pd.DataFrame(top)
 
 
 def outlier_threshold(runs: list[dict]) -> float | None:
-    return next((_number(r["params"].get("outliers.z_threshold")) for r in runs if r["stage"] == "outliers"
-                 and not r["tags"].get("skipped")), None)
+    return next((_number(r["params"].get("outliers.z_threshold")) for r in runs if r["stage"] == "outliers"), None)

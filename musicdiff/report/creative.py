@@ -8,23 +8,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from musicdiff.report.analyses import _metric_groups
+from musicdiff.report.analyses import metric_groups
 from musicdiff.report.tables import format_ci, ordered
 
 
 def variation_frame(runs: list[dict]) -> pd.DataFrame:
     """Per variant, start timestep T and reference set: FAD (CI), KAD and the distances to the source."""
     rows = []
-    for run, t, ref, v in _metric_groups(runs, "variation", r"(T_\d+|decoded)/[^/]+/fad"):
+    for run, (t, embedding, ref), v in metric_groups(runs, "variation", r"(T_\d+|decoded)/[^/]+/[^/]+/fad"):
         m = run["metrics"]
         rows.append({"variant": run["instance"], "timestep": -1 if t == "decoded" else int(t[2:]),
                      "strength": m[f"{t}/strength"], "reference": ref, "fad": v["fad"], "fad_ci_low": v["fad_ci_low"],
-                     "fad_ci_high": v["fad_ci_high"], "kad": v["kad"], "embedding_distance": m[f"{t}/embedding_distance"],
+                     "fad_ci_high": v["fad_ci_high"], "adequate": v.get("adequate"), "kad": v["kad"],
+                     "kad_ci_low": v.get("kad_ci_low"), "kad_ci_high": v.get("kad_ci_high"),
+                     "n_clips": v.get("n_clips"), "embedding_distance": m[f"{t}/embedding_distance"],
                      "mel_distance": m.get(f"{t}/mel_distance", float("nan")),
-                     "embedding": run["tags"].get("embedding", ""), "sampler": run["tags"].get("sampler", ""),
-                     "source_set": run["tags"].get("source_set", "")})
-    columns = ["variant", "timestep", "strength", "reference", "fad", "fad_ci_low", "fad_ci_high", "kad",
-               "embedding_distance", "mel_distance", "embedding", "sampler", "source_set"]
+                     "embedding": embedding, "sampler": run["tags"].get("sampler", ""),
+                     "source_set": run["tags"].get("source", "")})
+    columns = ["variant", "timestep", "strength", "reference", "fad", "fad_ci_low", "fad_ci_high", "adequate", "kad",
+               "kad_ci_low", "kad_ci_high", "n_clips", "embedding_distance", "mel_distance", "embedding", "sampler",
+               "source_set"]
     return pd.DataFrame(rows, columns=columns).sort_values(["variant", "timestep", "reference"], ignore_index=True)
 
 
@@ -36,13 +39,16 @@ def variation_sections(frame: pd.DataFrame, reference_order: list[str] | None = 
         first = block.iloc[0]
         row = {"model": variant, "T": "decoder only" if t < 0 else int(t), "strength": first["strength"],
                "embedding distance": first["embedding_distance"], "log-mel distance": first["mel_distance"]}
+        row["clips"] = int(first["n_clips"]) if first["n_clips"] is not None and not pd.isna(first["n_clips"]) else ""
         for ref in refs:
             hit = block[block["reference"] == ref]
-            row[f"FAD vs {ref}"] = format_ci(hit["fad"].iloc[0], hit["fad_ci_low"].iloc[0],
-                                             hit["fad_ci_high"].iloc[0]) if len(hit) else ""
+            row[f"FAD vs {ref}"] = (format_ci(hit["fad"].iloc[0], hit["fad_ci_low"].iloc[0], hit["fad_ci_high"].iloc[0])
+                                    + ("" if hit["adequate"].iloc[0] else "†")) if len(hit) else ""
+            row[f"KAD vs {ref}"] = format_ci(hit["kad"].iloc[0], hit["kad_ci_low"].iloc[0],
+                                             hit["kad_ci_high"].iloc[0]) if len(hit) else ""
         rows.append(row)
     title = ("Variations by start timestep (T = 0: the source clips; decoder only: the sources encoded and "
-             "decoded without diffusion)")
+             "decoded without diffusion; † FAD under-sampled, read KAD)")
     return [(title, pd.DataFrame(rows))]
 
 
@@ -50,15 +56,17 @@ def text_frame(runs: list[dict]) -> pd.DataFrame:
     """Per text-conditioned variant, generated group (a caption label or ``unconditional``) and reference set:
     FAD with its CI."""
     rows = []
-    for run, group, ref, v in _metric_groups(runs, "text_conditioning", r"[^/]+/[^/]+/fad"):
+    for run, (group, embedding, ref), v in metric_groups(runs, "text_conditioning", r"[^/]+/[^/]+/[^/]+/fad"):
         rows.append({"variant": run["instance"], "group": group, "reference": ref, "fad": v["fad"],
-                     "fad_ci_low": v["fad_ci_low"], "fad_ci_high": v["fad_ci_high"],
+                     "fad_ci_low": v["fad_ci_low"], "fad_ci_high": v["fad_ci_high"], "adequate": v.get("adequate"),
+                     "kad": v.get("kad"), "kad_ci_low": v.get("kad_ci_low"), "kad_ci_high": v.get("kad_ci_high"),
+                     "n_clips": v.get("n_clips"),
                      "label_reference": run["params"].get(f"text_conditioning.label_reference_sets.{group}", ""),
                      "text_encoder": run["tags"].get("text_encoder", ""),
                      "guidance_scale": run["params"].get("guidance_scale", ""),
-                     "embedding": run["tags"].get("embedding", "")})
-    columns = ["variant", "group", "reference", "fad", "fad_ci_low", "fad_ci_high", "label_reference",
-               "text_encoder", "guidance_scale", "embedding"]
+                     "embedding": embedding})
+    columns = ["variant", "group", "reference", "fad", "fad_ci_low", "fad_ci_high", "adequate", "kad", "kad_ci_low",
+               "kad_ci_high", "n_clips", "label_reference", "text_encoder", "guidance_scale", "embedding"]
     return pd.DataFrame(rows, columns=columns).sort_values(["variant", "group", "reference"], ignore_index=True)
 
 
@@ -75,10 +83,13 @@ def text_sections(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             if not len(cond) or not len(uncond):
                 continue
             c, u = cond.iloc[0], uncond.iloc[0]
-            rows.append({"label": group, "reference set": ref,
-                         "FAD with caption": format_ci(c["fad"], c["fad_ci_low"], c["fad_ci_high"]),
-                         "FAD unconditional": format_ci(u["fad"], u["fad_ci_low"], u["fad_ci_high"]),
-                         "change": c["fad"] - u["fad"]})
+            mark = {True: "", False: "†"}
+            rows.append({"label": group, "reference set": ref, "clips": int(c["n_clips"]),
+                         "FAD with caption": format_ci(c["fad"], c["fad_ci_low"], c["fad_ci_high"]) + mark[bool(c["adequate"])],
+                         "FAD unconditional": format_ci(u["fad"], u["fad_ci_low"], u["fad_ci_high"]) + mark[bool(u["adequate"])],
+                         "KAD with caption": format_ci(c["kad"], c["kad_ci_low"], c["kad_ci_high"]),
+                         "KAD unconditional": format_ci(u["kad"], u["kad_ci_low"], u["kad_ci_high"]),
+                         "KAD change": c["kad"] - u["kad"]})
         first = block.iloc[0]
         sections.append((f"{variant} ({first['text_encoder']}, guidance scale {first['guidance_scale']})",
                          pd.DataFrame(rows)))
@@ -89,11 +100,11 @@ def variation_strength_figure(frame: pd.DataFrame, path: Path, reference_order: 
     """Left: FAD (95% CI band) against variation strength T / 1000, per model, against the first reference
     set; right: the mean embedding distance of each variation to its source clip. Crosses at strength 0
     mark the sources passed through the decoder alone."""
-    from musicdiff.report.figures import _grid, _pyplot, _save
+    from musicdiff.report.figures import grid, pyplot, save
 
-    plt = _pyplot()
+    plt = pyplot()
     ref = ordered(frame["reference"], reference_order)[0]
-    fig, (left, right) = _grid(2, plt)
+    fig, (left, right) = grid(2, plt)
     for variant, rows in frame[frame["reference"] == ref].groupby("variant", sort=True):
         decoded, rows = rows[rows["timestep"] < 0], rows[rows["timestep"] >= 0].sort_values("strength")
         line = left.plot(rows["strength"], rows["fad"], marker="o", label=variant)[0]
@@ -111,4 +122,4 @@ def variation_strength_figure(frame: pd.DataFrame, path: Path, reference_order: 
         ax.legend(fontsize=8)
     fig.suptitle(f"Variations ({frame['sampler'].iloc[0]}, sources from {frame['source_set'].iloc[0]})")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)

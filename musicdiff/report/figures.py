@@ -16,7 +16,7 @@ from musicdiff.report.tables import ordered
 DPI = 120
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,19 +25,19 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
-    """Save ``fig`` as PNG to ``path`` atomically and close it."""
+def save(fig, path: Path) -> Path:
+    """Save ``fig`` as PNG to ``path`` atomically (no date stamp) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
     os.close(fd)
     fig.savefig(tmp, dpi=DPI, metadata={"Software": None})
-    _pyplot().close(fig)
+    pyplot().close(fig)
     os.replace(tmp, path)
     return path
 
 
-def _grid(count: int, plt, width: float = 4.6, height: float = 3.4):
+def grid(count: int, plt, width: float = 4.6, height: float = 3.4):
     cols = min(count, 2)
     rows = -(-count // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
@@ -49,12 +49,13 @@ def _grid(count: int, plt, width: float = 4.6, height: float = 3.4):
 def clip_levels_figure(levels: pd.DataFrame, settings: dict, path: Path,
                        sampler_order: list[str] | None = None) -> Path:
     """Histogram of the clips' level (``settings["level"]``: rms_dbfs or lufs) per sampler, one panel
-    per model, with the noisy-sample filter's bounds as dashed lines. ``levels``: one row per clip."""
-    plt = _pyplot()
-    column = settings["level"]
-    unit = "LUFS" if column == "lufs" else "dBFS"
+    per model, with the noisy-sample filter's bounds as dashed lines. ``levels``: one row per clip, its
+    level in column ``level``."""
+    plt = pyplot()
+    column = "level"
+    unit = "LUFS" if settings["level"] == "lufs" else "dBFS"
     variants = sorted(levels["variant"].unique())
-    fig, axes = _grid(len(variants), plt)
+    fig, axes = grid(len(variants), plt)
     low, high = np.floor(levels[column].min() / 2) * 2, np.ceil(levels[column].max() / 2) * 2
     bins = np.arange(low, high + 2, 2.0)
     for ax, variant in zip(axes, variants):
@@ -66,20 +67,20 @@ def clip_levels_figure(levels: pd.DataFrame, settings: dict, path: Path,
             if bound is not None:
                 ax.axvline(bound, color="black", linestyle="--", linewidth=1)
         ax.set_title(variant)
-        ax.set_xlabel(f"{'integrated loudness' if column == 'lufs' else 'RMS level'} ({unit})")
+        ax.set_xlabel(f"{'integrated loudness' if settings['level'] == 'lufs' else 'RMS level'} ({unit})")
         ax.set_ylabel("clips")
         ax.legend(fontsize=8)
     fig.suptitle("Level of generated clips (dashed: noisy-sample filter bound)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def fad_vs_steps_figure(frame: pd.DataFrame, path: Path, reference_order: list[str] | None = None) -> Path:
     """FAD (95% bootstrap CI as a band) against training step, one panel per reference set and one
     line per model."""
-    plt = _pyplot()
+    plt = pyplot()
     refs = ordered(frame["reference"], reference_order)
-    fig, axes = _grid(len(refs), plt)
+    fig, axes = grid(len(refs), plt)
     for ax, ref in zip(axes, refs):
         block = frame[frame["reference"] == ref]
         for variant, rows in block.groupby("variant", sort=True):
@@ -93,13 +94,13 @@ def fad_vs_steps_figure(frame: pd.DataFrame, path: Path, reference_order: list[s
     fig.suptitle(f"FAD vs training steps ({frame['sampler'].iloc[0]}, {int(frame['n_eval_clips'].iloc[0])} clips "
                  "per checkpoint)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def fad_vs_n_samples_figure(frame: pd.DataFrame, path: Path, reference_order: list[str] | None = None) -> Path:
     """Left: FAD against the number of clips n (log scale) with its 95% interval, the FAD-inf fit
     ``FAD-inf + b / n`` (dotted) and FAD-inf (dashed); right: KAD with its interval."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for colour, ref in zip(colours * 4, ordered(frame["reference"], reference_order)):
@@ -107,9 +108,10 @@ def fad_vs_n_samples_figure(frame: pd.DataFrame, path: Path, reference_order: li
         left.plot(rows["n"], rows["fad"], marker="o", color=colour, label=ref)
         left.fill_between(rows["n"], rows["fad_low"], rows["fad_high"], color=colour, alpha=0.2)
         inf, slope = rows["fad_inf"].iloc[0], rows["fad_inf_slope"].iloc[0]
-        n = np.geomspace(rows["n"].min(), rows["n"].max(), 100)
-        left.plot(n, inf + slope / n, color=colour, linestyle=":", linewidth=1)
-        left.axhline(inf, color=colour, linestyle="--", linewidth=1)
+        if inf is not None and not pd.isna(inf):  # no FAD-inf when the pool is too small
+            n = np.geomspace(rows["n"].min(), rows["n"].max(), 100)
+            left.plot(n, inf + slope / n, color=colour, linestyle=":", linewidth=1)
+            left.axhline(inf, color=colour, linestyle="--", linewidth=1)
         right.plot(rows["n"], rows["kad"], marker="o", color=colour, label=ref)
         right.fill_between(rows["n"], rows["kad_low"], rows["kad_high"], color=colour, alpha=0.2)
     for ax, name in ((left, "FAD"), (right, "KAD x100")):
@@ -122,4 +124,17 @@ def fad_vs_n_samples_figure(frame: pd.DataFrame, path: Path, reference_order: li
     right.set_title("KAD (unbiased)")
     fig.suptitle(f"FAD and KAD vs number of samples: {frame['evaluation'].iloc[0]}")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
+
+
+def spectrogram_figure(audio: np.ndarray, sample_rate: int, path: Path, title: str = "") -> Path:
+    """A log-magnitude spectrogram (dB, STFT n_fft 1024, hop 256) of mono ``audio`` (samples,) at
+    ``sample_rate`` Hz, as a PNG: what an MLflow run shows beside its example WAVs."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.0))
+    ax.specgram(np.asarray(audio, dtype=np.float64), NFFT=1024, Fs=sample_rate, noverlap=768, scale="dB", cmap="magma")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("frequency (Hz)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)

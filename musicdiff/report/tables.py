@@ -1,4 +1,5 @@
-"""Report tables built from MLflow runs (never typed): FAD per evaluation set x reference set, speed.
+"""Shared pieces of the report tables (cell formatting, column order, atomic writes) and the speed
+table, built from MLflow runs (never typed); the score tables are in ``musicdiff.report.scores``.
 
 Input rows are what ``musicdiff.tracking.load_runs`` returns: dicts with ``stage``, ``instance``,
 ``run_id`` and the run's ``params``, ``metrics`` and ``tags``.
@@ -16,122 +17,10 @@ VARIANT_NAMES = {"mel": "Mel-Spec", "waveform": "Waveform", "latent": "VAE Laten
                  "mel-text": "Mel-Spec + text"}  # the study's names (its conditional model is a mel UNet on T5 text)
 
 
-def fad_frame(runs: list[dict]) -> pd.DataFrame:
-    """Long table: one row per FAD run and reference set (embedding, evaluation, reference, FAD, its
-    parts, CI, n). A fad run holds metrics ``<reference>/<name>`` for each reference set; a run of
-    a skipped embedding (tag ``skipped``) gives one row with an empty reference and the reason."""
-    rows = []
-    for run in runs:
-        if run["stage"] != "fad":
-            continue
-        m, t = run["metrics"], run["tags"]
-        base = {"embedding": t["embedding"], "evaluation": t["evaluation_set"], "variant": t.get("variant", ""),
-                "sampler": t.get("sampler", "")}
-        if t.get("skipped"):
-            rows.append({**base, "reference": "", "skipped": t["skipped"].splitlines()[0]})  # full text: the run's tag
-            continue
-        for ref in sorted({k.split("/")[0] for k in m if k.endswith("/fad")}):
-            r = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith(f"{ref}/")}
-            rows.append({
-                **base, "reference": ref, "fad": r["fad"],
-                "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "bootstrap_bias": r.get("bootstrap_bias"),
-                "mean_term": r["mean_term"],
-                "trace_term": r["trace_term"], "n_eval_clips": int(r["n_eval_clips"]), "n_eval": int(r["n_eval"]),
-                "n_ref_clips": int(r.get("n_ref_clips", 0)), "n_ref": int(r["n_ref"]),
-                "kad": r.get("kad"), "kad_ci_low": r.get("kad_ci_low"), "kad_ci_high": r.get("kad_ci_high"),
-                "kad_bandwidth": r.get("kad_bandwidth"),
-                "fad_inf": r.get("fad_inf"), "fad_inf_ci_low": r.get("fad_inf_ci_low"),
-                "fad_inf_ci_high": r.get("fad_inf_ci_high"), "skipped": "",
-            })
-    columns = ["embedding", "evaluation", "variant", "sampler", "reference", "fad", "ci_low", "ci_high",
-               "bootstrap_bias", "mean_term", "trace_term", "n_eval_clips", "n_eval", "n_ref_clips", "n_ref",
-               "kad", "kad_ci_low", "kad_ci_high", "kad_bandwidth", "fad_inf", "fad_inf_ci_low", "fad_inf_ci_high",
-               "skipped"]
-    frame = pd.DataFrame(rows, columns=columns)
-    for column in ("n_eval_clips", "n_eval", "n_ref_clips", "n_ref"):
-        frame[column] = frame[column].astype("Int64")
-    return frame.sort_values(["embedding", "evaluation", "reference"], ignore_index=True)
-
-
-# metric -> (column of the value, columns of its CI, heading sentence)
-METRICS = {
-    "fad": ("fad", ("ci_low", "ci_high"), "FAD (lower is better) with the 95% bootstrap CI over evaluation clips "
-                                         "(percentile interval re-centred on the estimate)"),
-    "fad_inf": ("fad_inf", ("fad_inf_ci_low", "fad_inf_ci_high"),
-                "FAD-inf: intercept of FAD against 1/n over clip subsets drawn without replacement, with the 95% "
-                "t interval of the fit"),
-    "kad": ("kad", ("kad_ci_low", "kad_ci_high"),
-            "KAD (x100, Gaussian kernel, bandwidth frozen from each reference set) with the 95% jackknife CI "
-            "over evaluation clips. Each reference set has its own bandwidth, so compare KAD down a column "
-            "(between models), not across columns"),
-}
-
-
 def ordered(values, order: list[str] | None) -> list[str]:
     values = list(dict.fromkeys(values))
     order = [v for v in (order or []) if v in values]
     return order + sorted(v for v in values if v not in order)
-
-
-def fad_sections(frame: pd.DataFrame, reference_order: list[str] | None = None,
-                 embedding_order: list[str] | None = None,
-                 sampler_order: list[str] | None = None) -> list[tuple[str, pd.DataFrame]]:
-    """Per metric (FAD, FAD-inf, KAD) one ``(heading, table)``: model x sampler rows, embedding x
-    reference-set columns (``<embedding>: <reference>``), each cell ``value (95% CI low to high)``,
-    plus the evaluation set's clip count."""
-    scored = frame[frame["skipped"].fillna("") == ""]
-    columns = []  # (embedding, reference)
-    for embedding in ordered(scored["embedding"], embedding_order):
-        block = scored[scored["embedding"] == embedding]
-        columns += [(embedding, r) for r in ordered(block["reference"], reference_order)]
-    sections = []
-    for value, (low, high), heading in METRICS.values():
-        if value not in scored or scored[value].isna().all():
-            continue
-        present = [c for c in columns if scored[(scored["embedding"] == c[0]) & (scored["reference"] == c[1])][value]
-                   .notna().any()]
-        table = {}
-        samplers = ordered(scored["sampler"], sampler_order)
-        groups = sorted(scored.groupby(["variant", "sampler"], sort=False),
-                        key=lambda item: (item[0][0], samplers.index(item[0][1])))
-        for (variant, sampler), rows in groups:
-            cells = {}
-            for embedding, ref in present:
-                hit = rows[(rows["embedding"] == embedding) & (rows["reference"] == ref)]
-                cells[f"{embedding}: {ref}"] = format_ci(*hit.iloc[0][[value, low, high]]) if len(hit) else ""
-            cells["n clips"] = int(rows["n_eval_clips"].iloc[0])
-            table[(variant, sampler)] = cells
-        out = pd.DataFrame.from_dict(table, orient="index")
-        out.index = pd.MultiIndex.from_tuples(out.index, names=["model", "sampler"])
-        sections.append((heading, out.reset_index()))
-    return sections
-
-
-def fad_markdown(frame: pd.DataFrame, reference_order: list[str] | None = None,
-                 embedding_order: list[str] | None = None, sampler_order: list[str] | None = None) -> str:
-    """The tables of :func:`fad_sections`, then the reference sets' sizes per embedding and the
-    embeddings that were skipped, with the reason."""
-    scored = frame[frame["skipped"].fillna("") == ""]
-    skipped = frame[frame["skipped"].fillna("") != ""]
-    embeddings = ordered(scored["embedding"], embedding_order)
-    parts = [f"## {heading}\n\n{table.to_markdown(index=False)}\n"
-             for heading, table in fad_sections(frame, reference_order, embedding_order, sampler_order)]
-    sizes = []
-    for embedding in embeddings:
-        block = scored[scored["embedding"] == embedding]
-        first = block.groupby("reference", sort=False).first()
-        described = []
-        for ref in ordered(block["reference"], reference_order):
-            row = first.loc[ref]
-            described.append(f"{ref} {row['n_ref_clips']} clips ({row['n_ref']} frames)" if row["n_ref_clips"]
-                             else f"{ref} shipped statistics (no clips)")
-        sizes.append(f"- {embedding}: " + ", ".join(described))
-    parts.append("## Reference sets per embedding\n\n" + "\n".join(sizes) + "\n")
-    if len(skipped):
-        reasons = skipped.groupby("embedding", sort=True)["skipped"].first()
-        lines = [f"- {embedding}: {reason.splitlines()[0]}" for embedding, reason in reasons.items()]
-        parts.append("## Skipped embeddings\n\n" + "\n".join(lines) + "\n")
-    return "# FAD\n\nGenerated by `musicdiff report` from MLflow runs; do not edit.\n\n" + "\n".join(parts)
 
 
 def format_ci(value, low, high, digits: int = 2) -> str:
@@ -208,3 +97,30 @@ def write_text(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
+
+
+# Stages that only compute metrics or tables: their start-up target is 1.5 s (README "Stage start-up").
+METRIC_STAGES = ("compare", "filter", "outliers", "sample_size", "report")
+
+
+def startup_frame(runs: list[dict]) -> pd.DataFrame:
+    """Per stage kind: how many runs, the median and max start-up (process start to the stage's run:
+    the interpreter and the stage's imports), how many had torch imported before they began, and the
+    median time MLflow took to import and open the run; from the runs' ``startup_s`` and
+    ``mlflow_setup_s``."""
+    rows = {}
+    for run in runs:
+        m = run["metrics"]
+        if "startup_s" not in m:
+            continue
+        rows.setdefault(run["stage"], []).append((m["startup_s"], m.get("mlflow_setup_s", float("nan")),
+                                                  run["tags"].get("torch_loaded_at_start") == "true"))
+    table = []
+    for stage, values in sorted(rows.items()):
+        startup = pd.Series([v[0] for v in values])
+        table.append({"stage": stage, "runs": len(values), "median start-up (s)": round(startup.median(), 2),
+                      "max start-up (s)": round(startup.max(), 2),
+                      "torch imported before the stage began": f"{sum(v[2] for v in values)} of {len(values)}",
+                      "median MLflow import + run (s)": round(pd.Series([v[1] for v in values]).median(), 2),
+                      "metric stage (target <= 1.5 s)": "yes" if stage in METRIC_STAGES else ""})
+    return pd.DataFrame(table)
