@@ -189,7 +189,9 @@ def test_every_evaluation_set_is_embedded_under_one_protocol(workspace):
 
 def test_listing_an_embedding_without_weights_stops_the_weights_stage_naming_the_fix(workspace, tmp_path):
     root, env = workspace
-    done = _weights_stage(root, tmp_path / "w", ["vggish"], env)
+    # its own MLflow store: the workspace's store keeps one run per stage instance of the repro
+    done = _weights_stage(root, tmp_path / "w", ["vggish"],
+                          {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     assert done.returncode != 0 and "musicdiff weights import" in done.stderr
     record = _record(root, "weights", "all")
     assert "musicdiff weights import" in record["tags"]["unavailable.vggish"]
