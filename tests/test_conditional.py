@@ -152,7 +152,11 @@ def test_the_conditional_unet_needs_the_encoder_width_and_a_divisible_resolution
 def test_text_conditioning_puts_the_empty_caption_in_row_0(features, minilm):
     conditioning = text_conditioning(minilm, features.captions, features.caption_index, 0.1)
     empty, empty_mask = minilm.encode([""])
-    assert torch.equal(conditioning.hidden[0], empty[0]) and torch.equal(conditioning.mask[0], empty_mask[0])
+    # "" encoded alone and inside a padded batch of captions take different matrix-multiply paths on some
+    # CPUs: equal up to float32 rounding, and far from every caption's encoding
+    assert torch.equal(conditioning.mask[0], empty_mask[0])
+    assert (conditioning.hidden[0] - empty[0]).abs().max() < 1e-5
+    assert all((conditioning.hidden[i] - empty[0]).abs().max() > 1e-2 for i in range(1, len(conditioning.hidden)))
     assert torch.equal(conditioning.caption_index, features.caption_index + 1)
     index, drop = torch.tensor([0, 13, 6]), torch.tensor([False, False, True])
     inputs = conditioning.inputs(index, drop)
