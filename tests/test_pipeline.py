@@ -318,6 +318,26 @@ def test_report_stage_relogs_records_of_stages_dvc_skipped_into_a_fresh_store(wo
     assert "re-logged" not in again.stdout
 
 
+def test_report_leaves_out_the_record_of_a_stage_no_longer_in_the_graph(workspace, tmp_path):
+    # A set dropped from `samples` leaves its record behind (DVC does not delete a removed stage's
+    # outputs); the report stage names it and keeps it out of every table.
+    root, env = workspace
+    fresh = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    before = (root / "reports" / "tables" / "fad.csv").read_text()
+    record = json.loads((root / "metrics" / "evaluate" / "mel-32x32-ddpm.json").read_text())
+    record.update(instance="mel-32x32-removed", key=record["key"] + "-removed", run_id="0" * 32)
+    stale = root / "metrics" / "evaluate" / "mel-32x32-removed.json"
+    stale.write_text(json.dumps(record))
+    try:
+        done = subprocess.run([sys.executable, "-m", "pipelines.report"], cwd=root, env=fresh,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "left out metrics/evaluate/mel-32x32-removed.json" in done.stdout
+        assert (root / "reports" / "tables" / "fad.csv").read_text() == before
+    finally:
+        stale.unlink()
+
+
 def test_report_writes_every_table_in_three_formats_and_indexes_every_file(workspace):
     root, _ = workspace
     reports = root / "reports"
