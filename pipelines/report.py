@@ -27,13 +27,15 @@ from pipelines.common import ROOT, load_params
 
 
 def graph_records() -> tuple[list[Path], list[Path]]:
-    """The JSON records under ``metrics/`` that an output of a stage of the current graph names, and the
-    others (left by stages since removed or renamed)."""
+    """The JSON records under ``metrics/`` that an output of a stage of the current graph names (the file,
+    or a folder above it for stages that write one record per set), and the others (left by stages since
+    removed or renamed)."""
     from dvc.repo import Repo
 
     outs = {Path(out.fs_path).resolve() for stage in Repo(str(ROOT)).index.stages for out in stage.outs}
     records = sorted((ROOT / "metrics").rglob("*.json"))
-    return [p for p in records if p.resolve() in outs], [p for p in records if p.resolve() not in outs]
+    written = [p for p in records if p.resolve() in outs or outs.intersection(p.resolve().parents)]
+    return written, [p for p in records if p not in written]
 
 
 def main() -> None:
