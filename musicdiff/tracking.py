@@ -107,6 +107,7 @@ class StageRecord:
     experiment: str = ""
     key: str = ""
     history: dict = field(default_factory=dict)  # metric -> [[step, value], ...] (curves, e.g. the loss)
+    inputs: dict = field(default_factory=dict)  # input set -> its skipped files and flag counts (bad-input policy)
 
     def compute_key(self) -> str:
         body = json.dumps({"stage": self.stage, "instance": self.instance, "params": self.params,
@@ -153,6 +154,19 @@ class StageRun:
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         """Attach a file (a table, a figure, a WAV) to the run, under ``folder`` in its artifacts."""
         self._mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def log_inputs(self, log, prefix: str = "") -> None:
+        """Record what the bad-input policy did to one input set (a ``musicdiff.data.screening.SkipLog``):
+        metrics ``<prefix>skipped_files``, ``<prefix>skipped/<reason>``, ``<prefix>flagged/<flag>``; the
+        list of skipped files with reasons in the record's ``inputs`` and as the MLflow artifact
+        ``inputs/<set>.json``; one line per skipped file on stderr."""
+        import sys
+
+        self.log_metrics({f"{prefix}{k}": v for k, v in log.metrics().items()})
+        self.record.inputs[log.name] = log.to_dict()
+        self._mlflow.log_dict(log.to_dict(), f"inputs/{Path(str(log.name)).name or 'set'}.json")
+        for line in log.lines():
+            print(f"{log.name}: {line}", file=sys.stderr)
 
     def set_tags(self, tags: dict) -> None:
         tags = {k: str(v) for k, v in tags.items()}

@@ -66,20 +66,43 @@ def set_path(params: dict, name: str, embedding: str) -> Path:
 
 
 def audio_files(folder: Path) -> list[Path]:
-    """The WAV files under ``folder``, sorted. Raises ``FileNotFoundError`` naming an empty or missing folder."""
+    """The WAV files under ``folder`` (clips the pipeline wrote), sorted. Raises ``FileNotFoundError`` naming
+    an empty or missing folder."""
     files = sorted(Path(folder).rglob("*.wav"))
     if not files:
         raise FileNotFoundError(f"no WAV files under {folder}")
     return files
 
 
-def embed_folder(params: dict, embedding, folder: Path, name: str, max_clips: int | None = None, seed: int = 0):
-    """The evaluation clips of every WAV under ``folder`` embedded with ``embedding`` (an embedding object),
-    under the params' protocol, through the shared cache."""
+def input_policy(params: dict):
+    """The bad-input policy of params.yaml's ``inputs`` section (``musicdiff.data.screening``)."""
+    from musicdiff.data.screening import InputPolicy
+
+    return InputPolicy.from_params(params.get("inputs"))
+
+
+def screen_folder(params: dict, folder: Path, name: str):
+    """Every audio file under ``folder`` listed and screened by the bad-input policy under the params'
+    protocol (``musicdiff.evaluation.sets.ScreenedFiles``). Raises ``FileNotFoundError`` naming a missing
+    folder or one without audio files."""
+    from musicdiff.data.screening import find_audio_files
+    from musicdiff.evaluation.sets import screen_files
+
+    files, listing = find_audio_files(folder)
+    if not files and not listing:
+        raise FileNotFoundError(f"no audio files under {folder}")
+    return screen_files(files, protocol(params), name, input_policy(params), listing_skips=listing)
+
+
+def embed_folder(params: dict, embedding, folder: Path, name: str, max_clips: int | None = None, seed: int = 0,
+                 screened=None):
+    """The evaluation clips of every audio file under ``folder`` embedded with ``embedding`` (an embedding
+    object), under the params' protocol and bad-input policy, through the shared cache."""
     from musicdiff.evaluation.sets import embed_files
 
-    return embed_files(embedding, audio_files(folder), protocol(params), name, cache_dir=CACHE, root=ROOT,
-                       max_clips=max_clips, seed=seed)
+    screened = screened or screen_folder(params, folder, name)
+    return embed_files(embedding, screened.paths, protocol(params), name, cache_dir=CACHE, root=ROOT,
+                       max_clips=max_clips, seed=seed, policy=input_policy(params), screened=screened)
 
 
 def references(params: dict, embedding: str, names: list[str] | None = None, shipped: bool = True) -> dict:
@@ -136,15 +159,18 @@ def score_all(evaluation, refs: dict, score_settings, fad_inf: bool = True, kad:
 
 
 def evaluate_folder(params: dict, run, folder: Path, name: str, max_clips: int | None = None) -> dict:
-    """Embed every WAV of ``folder`` with each embedding, save each set to ``set_path(params, name, ...)``
+    """Screen every audio file of ``folder`` (the bad-input policy; skips logged to ``run``), embed it with each embedding, save each set to ``set_path(params, name, ...)``
     and score it against every reference set; logs metrics and flag tags to ``run``. Returns
     ``{embedding: EmbeddedSet}``."""
     score_settings = settings(params)
+    screened = screen_folder(params, folder, name)
+    run.log_inputs(screened.log)
+    screened.log.check(input_policy(params).max_skip_fraction)
     out = {}
     for embedding_name in embeddings(params):
         embedding = build_embedding(params, embedding_name)
         evaluation = embed_folder(params, embedding, folder, name, max_clips=max_clips,
-                                  seed=params["evaluation"].get("seed", 0))
+                                  seed=params["evaluation"].get("seed", 0), screened=screened)
         evaluation.save(set_path(params, name, embedding_name))
         metrics, tags = score_all(evaluation, references(params, embedding_name), score_settings)
         run.log_metrics(metrics)

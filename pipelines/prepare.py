@@ -7,6 +7,7 @@ import hashlib
 import pandas as pd
 
 from musicdiff.data.prepare import prepare_set
+from musicdiff.data.screening import InputPolicy
 from musicdiff.data.summary import SUMMARY_FILE, read_summary, summary_metrics, summary_tags
 from musicdiff.tracking import stage_run
 
@@ -23,12 +24,13 @@ def main() -> None:
                    tags={"dataset": args.dataset}) as run:
         settings = {"sample_rate": params["audio"]["sample_rate"], "seed": params["seed"], **options}
         run.log_params(settings)
+        policy = InputPolicy.from_params(params.get("inputs"))
+        run.log_params({"inputs": policy.to_dict()})
         manifest = pd.read_csv(raw_dir / "manifest.csv")
-        result = prepare_set(manifest, raw_dir, out_dir, **settings)
+        result = prepare_set(manifest, raw_dir, out_dir, policy=policy, **settings)
+        run.log_inputs(result.skip_log)
         run.log_metrics({
             "tracks": result.n_tracks, "clips": result.n_clips, "minutes": result.total_s / 60.0,
-            "skipped_total": sum(result.skipped.values()),
-            **{f"skipped_{reason}": count for reason, count in result.skipped.items()},
             **{f"clips_{split}": int(n) for split, n in result.manifest["split"].value_counts().items()},
         })
         tags = {}

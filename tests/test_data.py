@@ -27,6 +27,7 @@ import soundfile as sf
 from musicdiff.data import audio as A
 from musicdiff.data import sources as S
 from musicdiff.data.prepare import SKIP_REASONS, prepare_set
+from musicdiff.data.screening import InputPolicy, TooManySkippedError
 
 SR = 22050
 
@@ -223,9 +224,13 @@ def test_bad_files_are_skipped_and_counted_while_good_files_come_through(tmp_pat
     man = _download(src, raw)
     assert len(man) == 9
 
-    res = prepare_set(man, raw, tmp_path / "clips", segment_s=2.0, progress=False)
-    assert res.skipped == {"unreadable": 1, "empty": 2, "silent": 1, "too_short": 1, "non_finite": 1,
-                           "duplicate": 1}
+    with pytest.raises(TooManySkippedError, match=r"7 of 9 files skipped(.|\n)*audio/corrupt.wav: unreadable"):
+        prepare_set(man, raw, tmp_path / "refused", segment_s=2.0, progress=False)  # default limit: 20%
+    assert not (tmp_path / "refused").exists()
+    res = prepare_set(man, raw, tmp_path / "clips", segment_s=2.0, progress=False,
+                      policy=InputPolicy(max_skip_fraction=1.0))
+    assert {k: v for k, v in res.skipped.items() if v} == {"unreadable": 1, "empty": 2, "silent": 1, "too_short": 1,
+                                                           "non_finite": 1, "duplicate": 1}
     assert set(res.skipped) == set(SKIP_REASONS)
     reasons = dict(res.skipped_files)
     assert reasons["audio/corrupt.wav"] == "unreadable" and reasons["audio/short.wav"] == "too_short"
@@ -243,7 +248,8 @@ def test_short_tracks_are_skipped_unless_pad_short_pads_them(tmp_path):
     raw = tmp_path / "raw"
     man = _download(src, raw)
 
-    res = prepare_set(man, raw, tmp_path / "skip", segment_s=1.0, progress=False)
+    res = prepare_set(man, raw, tmp_path / "skip", segment_s=1.0, progress=False,
+                      policy=InputPolicy(max_skip_fraction=0.5))
     assert res.skipped["too_short"] == 1 and res.n_clips == 2
 
     res = prepare_set(man, raw, tmp_path / "pad", segment_s=1.0, pad_short=True, progress=False)
@@ -261,7 +267,7 @@ def test_short_tracks_are_skipped_unless_pad_short_pads_them(tmp_path):
     np.testing.assert_array_equal(clip, np.concatenate([short, np.zeros(SR - len(short), np.float32)]))
 
     res = prepare_set(man, raw, tmp_path / "min", segment_s=1.0, pad_short=True, min_duration_s=0.6,
-                      progress=False)
+                      progress=False, policy=InputPolicy(max_skip_fraction=0.5))
     assert res.skipped["too_short"] == 1
 
 

@@ -234,9 +234,13 @@ def test_every_variant_decodes_clips_of_its_length_and_rate(workspace):
 
 def test_bad_files_are_skipped_and_counted(workspace):
     root, _ = workspace
-    metrics = _record(root, "prepare", "wesnoth")["metrics"]
-    assert metrics["skipped_unreadable"] + metrics["skipped_empty"] == 2
-    assert metrics["skipped_silent"] == 1
+    record = _record(root, "prepare", "wesnoth")
+    metrics = record["metrics"]
+    assert metrics["skipped/unreadable"] == 1 and metrics["skipped/empty"] == 1
+    assert metrics["skipped/silent"] == 1 and metrics["skipped_files"] == 3
+    (listed,) = record["inputs"].values()  # the files themselves, with their reasons, in the record
+    assert {Path(s["path"]).name: s["reason"] for s in listed["skipped"]} == {
+        "corrupt.ogg": "unreadable", "empty.wav": "empty", "silent.wav": "silent"}
     assert metrics["tracks"] == 12
     assert metrics["clips_heldout"] > 0 and metrics["clips_train"] > 0
 

@@ -24,10 +24,13 @@ import numpy as np
 import soundfile as sf
 
 __all__ = [
+    "AUDIO_SUFFIXES",
     "BAD_AUDIO_REASONS",
     "BadAudioError",
     "RESAMPLING",
     "Resampling",
+    "decode_audio",
+    "downmix",
     "load_audio",
     "resample",
     "rms_dbfs",
@@ -35,8 +38,14 @@ __all__ = [
     "write_float_wav",
 ]
 
-BAD_AUDIO_REASONS = ("unreadable", "empty", "silent", "too_short", "non_finite")
-Reason = Literal["unreadable", "empty", "silent", "too_short", "non_finite"]
+#: File name suffixes read as audio (case-insensitive).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64")
+
+#: Why audio cannot be used (see ``musicdiff.data.screening`` for the whole policy).
+BAD_AUDIO_REASONS = ("unreadable", "empty", "silent", "too_short", "non_finite", "dangling_link", "not_a_file",
+                     "no_permission", "low_sample_rate", "over_range", "dc_only")
+Reason = Literal["unreadable", "empty", "silent", "too_short", "non_finite", "dangling_link", "not_a_file",
+                 "no_permission", "low_sample_rate", "over_range", "dc_only"]
 
 
 class BadAudioError(ValueError):
@@ -48,7 +57,8 @@ class BadAudioError(ValueError):
             ``"empty"`` (zero samples, or a 0-byte file),
             ``"silent"`` (RMS level below the silence threshold, see :func:`validate_audio`),
             ``"too_short"`` (shorter than the required minimum duration),
-            ``"non_finite"`` (NaN or +-inf samples).
+            ``"non_finite"`` (NaN or +-inf samples); the others are described in
+            :mod:`musicdiff.data.screening`.
         path: the file concerned, when known.
     """
 
@@ -56,6 +66,7 @@ class BadAudioError(ValueError):
         if reason not in BAD_AUDIO_REASONS:
             raise ValueError(f"unknown BadAudioError reason {reason!r}; expected one of {BAD_AUDIO_REASONS}")
         self.reason = reason
+        self.detail = message
         self.path = None if path is None else str(path)
         where = f"{self.path}: " if self.path else ""
         super().__init__(f"{where}{reason}" + (f" ({message})" if message else ""))
@@ -109,12 +120,39 @@ def resample(x: np.ndarray, orig_sr: int, target_sr: int, params: Resampling = R
     return y.numpy().astype(np.float32, copy=False)
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """Decode to float32 ``(frames, channels)`` and the file's sample rate."""
+def _decoder_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions by which libsndfile and audioread say that they cannot decode a file."""
+    errors: tuple[type[BaseException], ...] = (sf.SoundFileError, EOFError)
+    try:
+        from audioread.exceptions import DecodeError, NoBackendError
+
+        errors += (DecodeError, NoBackendError)
+    except ImportError:  # audioread is librosa's optional fallback
+        pass
+    return errors
+
+
+def decode_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 ``(frames, channels)`` at its own sample rate (Hz).
+
+    libsndfile first; when it refuses the file, librosa/audioread (ffmpeg or GStreamer, whatever the
+    system has). Only the decoders' own error types are caught (``soundfile.SoundFileError``,
+    audioread's ``DecodeError``/``NoBackendError``, ``EOFError``); anything else propagates.
+
+    Raises:
+        BadAudioError: ``"empty"`` for a 0-byte file or one with no samples, ``"unreadable"`` when
+            both decoders refuse it (the message gives both reasons).
+        OSError: the file cannot be opened (missing, a directory, no permission).
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise BadAudioError("empty", "0-byte file", path)
+    errors = _decoder_errors()
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        return data, int(sr)
-    except Exception as first:  # libsndfile refused it: try librosa/audioread
+    except errors as first:  # libsndfile refused it: try librosa/audioread
+        if isinstance(first, sf.LibsndfileError) and "ermission" in str(first):
+            raise PermissionError(f"{path}: {first}") from first
         try:
             import warnings
 
@@ -123,19 +161,30 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 y, sr = librosa.load(str(path), sr=None, mono=False)
-        except Exception as second:
+        except errors as second:
             raise BadAudioError(
                 "unreadable", f"soundfile: {first}; librosa: {type(second).__name__}: {second}", path
             ) from second
         y = np.asarray(y, dtype=np.float32)
-        return (y[:, None] if y.ndim == 1 else y.T), int(sr)
+        data = y[:, None] if y.ndim == 1 else y.T
+    if data.shape[0] == 0:
+        raise BadAudioError("empty", "no samples", path)
+    return data, int(sr)
+
+
+def downmix(data: np.ndarray) -> np.ndarray:
+    """Mono ``(frames,)`` float32 of ``(frames, channels)``: the mean of all channels with equal weight
+    (no ITU surround coefficients; anti-phase channels cancel)."""
+    return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
 
 
 def load_audio(path: str | os.PathLike, target_sr: int, *, resampling: Resampling = RESAMPLING) -> np.ndarray:
     """Decode an audio file to mono float32 at ``target_sr``.
 
-    Channels are down-mixed by their mean, then the signal is resampled with
-    :func:`resample` (band-limited sinc, :data:`RESAMPLING`).
+    Channels are down-mixed by their mean (:func:`downmix`), then the signal is resampled with
+    :func:`resample` (band-limited sinc, :data:`RESAMPLING`). No content check: entry points that read
+    files from users screen them with :func:`musicdiff.data.screening.screen_file`, which returns the
+    same samples.
 
     Args:
         path: audio file (any format libsndfile reads; others via librosa/audioread).
@@ -148,15 +197,10 @@ def load_audio(path: str | os.PathLike, target_sr: int, *, resampling: Resamplin
         BadAudioError: ``reason="unreadable"`` if no decoder reads the file,
             ``reason="empty"`` for a 0-byte file or one with zero samples.
             (Silence, NaNs and length are checked by :func:`validate_audio`.)
+        OSError: the file cannot be opened.
     """
-    path = Path(path)
-    if path.stat().st_size == 0:
-        raise BadAudioError("empty", "0-byte file", path)
-    data, sr = _decode(path)
-    if data.shape[0] == 0:
-        raise BadAudioError("empty", "no samples", path)
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    return resample(mono, sr, target_sr, resampling)
+    data, sr = decode_audio(path)
+    return resample(downmix(data), sr, target_sr, resampling)
 
 
 def rms_dbfs(x: np.ndarray) -> float:

@@ -31,7 +31,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from musicdiff.data.audio import BadAudioError, load_audio, rms_dbfs, validate_audio, write_float_wav
+from musicdiff.data.audio import BadAudioError, rms_dbfs, write_float_wav
+from musicdiff.data.screening import InputPolicy, SkipLog, screen_file
+from musicdiff.data.screening import SKIP_REASONS as SCREENING_REASONS
 from musicdiff.data.summary import SUMMARY_FILE, prepared_split_summary, read_summary, write_summary
 from musicdiff.hashing import replace_folder, sha256_file
 
@@ -49,13 +51,21 @@ CLIP_COLUMNS = [
     "offset_s",  # start of the clip in the (resampled) track, seconds
     "duration_s",  # clip length, seconds (= segment_s up to one sample)
     "padded",  # True if the track was shorter than a segment and padded (pad_short)
+    "source_sample_rate",  # Hz of the raw file; its band limit is half of it
+    "source_channels",  # channels of the raw file before the mono downmix (their mean)
+    "peak",  # the raw file's peak, fraction of full scale
+    "track_rms_dbfs",  # the raw track's RMS level, dBFS (full scale 1.0)
+    "rms_dbfs",  # the clip's RMS level, dBFS
+    "clipped_fraction",  # of the raw track's samples at or above the clip level (musicdiff.data.screening)
+    "dc_offset",  # the raw track's mean, fraction of full scale
+    "flags",  # ";"-joined flags of the raw track (musicdiff.data.screening.FLAGS)
 ]
 
-#: Why a raw file can be skipped.  The first five come from
-#: :class:`~musicdiff.data.audio.BadAudioError`; ``"duplicate"`` is a file whose
+#: Why a raw file can be skipped: the reasons of the bad-input policy
+#: (:data:`musicdiff.data.screening.SKIP_REASONS`), and ``"duplicate"``, a file whose
 #: SHA-256 equals that of an earlier track of the manifest (kept once, so the
 #: same audio can never be in both train and held-out).
-SKIP_REASONS = ("unreadable", "empty", "silent", "too_short", "non_finite", "duplicate")
+SKIP_REASONS = SCREENING_REASONS + ("duplicate",)
 
 
 @dataclass
@@ -66,6 +76,8 @@ class PrepareResult:
         manifest: one row per written clip, columns :data:`CLIP_COLUMNS`, sorted by ``clip``.
         skipped: number of raw files skipped, per reason (all of :data:`SKIP_REASONS`, zeros included).
         skipped_files: ``(track path relative to raw_dir, reason)`` for each skipped file.
+        skip_log: the same skips with their details, the flag counts of the used tracks
+            (:class:`~musicdiff.data.screening.SkipLog`).
         n_tracks: number of tracks that contributed at least one clip.
         n_clips: number of clips written.
         total_s: total duration of the clips, seconds.
@@ -80,6 +92,7 @@ class PrepareResult:
     total_s: float
     n_silent_segments: int = 0
     splits: dict[str, int] = field(default_factory=dict)
+    skip_log: SkipLog | None = None
 
 
 def _slug(path: str) -> str:
@@ -109,6 +122,7 @@ def prepare_set(
     heldout_fraction: float = 0.0,
     floor_fraction: float = 0.0,
     seed: int = 0,
+    policy: InputPolicy | None = None,
     progress: bool = True,
 ) -> PrepareResult:
     """Cut a downloaded set into fixed-length mono clips and write them with a manifest.
@@ -117,11 +131,13 @@ def prepare_set(
 
     1. check the raw file's SHA-256 against the manifest (a mismatch raises);
        a file identical to an earlier one is skipped as ``"duplicate"``;
-    2. decode, down-mix (channel mean) and resample to ``sample_rate`` with
-       :func:`~musicdiff.data.audio.load_audio`;
-    3. validate with :func:`~musicdiff.data.audio.validate_audio`
-       (``min_duration_s``, ``silence_dbfs`` on the whole track); failures are
-       *skipped* and counted by reason, never raised;
+    2. decode, down-mix (channel mean), resample to ``sample_rate`` and screen
+       with :func:`~musicdiff.data.screening.screen_file` (the bad-input policy:
+       ``min_duration_s``, ``silence_dbfs`` on the whole track, sample rate,
+       non-finite and over-range samples, DC); failures are *skipped* and
+       counted by reason with the file named; clipping, DC offset, a low band
+       limit and more than two channels are flagged and counted; an exception
+       the policy does not know stops the run naming the file;
     4. a track shorter than one segment is skipped as ``"too_short"``, unless
        ``pad_short`` is true: then it is padded to exactly one segment, by
        repeating it from its start (``pad_mode="repeat"``, the MusiCNN
@@ -167,13 +183,16 @@ def prepare_set(
             Default: ``segment_s`` (or 0 with ``pad_short``).
         pad_short: pad tracks shorter than one segment instead of skipping them.
         pad_mode: ``"repeat"`` (tile the track) or ``"zero"`` (append silence).
-        silence_dbfs: silence threshold for tracks and segments (RMS, dBFS, full scale 1.0).
+        silence_dbfs: silence threshold for tracks and segments (RMS, dBFS, full scale 1.0);
+            it overrides ``policy.silence_dbfs``.
         max_segments_per_track: cap on clips per track (None: no cap).
         per_track_selection: ``"random"`` or ``"first"``, see step 6.
         max_clips: cap on clips per split (None: no cap).
         heldout_fraction: fraction of tracks put in ``"heldout"`` (0 <= f < 1).
         floor_fraction: fraction of the held-out tracks put in ``"floor"`` (0 <= f < 1).
         seed: seed of every random choice.
+        policy: the bad-input policy (default :class:`~musicdiff.data.screening.InputPolicy`);
+            its ``max_skip_fraction`` of the manifest's files may be skipped.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -183,7 +202,11 @@ def prepare_set(
         ValueError: bad arguments, a manifest without the needed columns, or a
             raw file whose SHA-256 differs from the manifest.
         FileNotFoundError: a manifest entry missing from ``raw_dir``.
-        RuntimeError: no clip survived (the message lists the skip counts).
+        RuntimeError: no clip survived (the message lists the skipped files).
+        musicdiff.data.screening.TooManySkippedError: more than ``policy.max_skip_fraction``
+            of the files were skipped (the message lists them).
+        musicdiff.data.screening.UnexpectedInputError: a file raised an exception the policy
+            does not know (the message names it).
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if segment_s <= 0:
@@ -207,6 +230,11 @@ def prepare_set(
         raise ValueError(f"pad_mode must be 'repeat' or 'zero', got {pad_mode!r}")
     if min_duration_s is None:
         min_duration_s = 0.0 if pad_short else segment_s
+    policy = policy or InputPolicy()
+    if policy.silence_dbfs != silence_dbfs:
+        from dataclasses import replace
+
+        policy = replace(policy, silence_dbfs=silence_dbfs)
     seg_n = int(round(segment_s * sample_rate))
     hop_n = int(round(hop_s * sample_rate))
     if seg_n < 1 or hop_n < 1:
@@ -216,10 +244,11 @@ def prepare_set(
                 "pad_short": pad_short, "pad_mode": pad_mode, "silence_dbfs": silence_dbfs,
                 "max_segments_per_track": max_segments_per_track, "per_track_selection": per_track_selection,
                 "max_clips": max_clips, "heldout_fraction": heldout_fraction, "floor_fraction": floor_fraction,
-                "seed": seed}
+                "seed": seed, "inputs": policy.to_dict()}
     rows = manifest.sort_values("path", kind="stable").to_dict("records")
     skipped = {r: 0 for r in SKIP_REASONS}
     skipped_files: list[tuple[str, str]] = []
+    log = SkipLog(str(raw_dir), total=len(rows))
     n_silent_segments = 0
     seen_sha: set[str] = set()
     per_track: dict[str, list[dict]] = {}  # track path -> its clip rows (pending)
@@ -232,9 +261,10 @@ def prepare_set(
     pending = tmp / "_pending"
     pending.mkdir()
 
-    def skip(track: str, reason: str) -> None:
+    def skip(track: str, reason: str, detail: str = "") -> None:
         skipped[reason] += 1
         skipped_files.append((track, reason))
+        log.skip(track, reason, detail)
 
     try:
         for row in tqdm(rows, desc=f"prepare {out_dir.name}", unit="track", disable=not progress):
@@ -250,14 +280,12 @@ def prepare_set(
                 continue
             seen_sha.add(sha)
             try:
-                x = load_audio(f, sample_rate)
-                validate_audio(x, sample_rate, min_duration_s, silence_dbfs, path=f)
+                screened = screen_file(f, sample_rate, policy, min_duration_s)
             except BadAudioError as e:
-                skip(track, e.reason)
+                skip(track, e.reason, e.detail)
                 continue
-            except Exception:  # a decoder crash is an unreadable file, not a failed run
-                skip(track, "unreadable")
-                continue
+            log.used(screened)
+            x = screened.audio
 
             padded = False
             if len(x) < seg_n:
@@ -277,7 +305,7 @@ def prepare_set(
                 else:
                     kept.append((k, start))
             if not kept:
-                skip(track, "silent")
+                skip(track, "silent", f"every segment below {silence_dbfs} dBFS")
                 continue
             if max_segments_per_track is not None and len(kept) > max_segments_per_track:
                 if per_track_selection == "first":
@@ -302,11 +330,20 @@ def prepare_set(
                     "offset_s": start / sample_rate,
                     "duration_s": seg_n / sample_rate,
                     "padded": padded,
+                    "source_sample_rate": screened.source_sample_rate,
+                    "source_channels": screened.channels,
+                    "peak": round(screened.peak, 6),
+                    "track_rms_dbfs": round(screened.rms_dbfs, 3),
+                    "rms_dbfs": round(rms_dbfs(x[start : start + seg_n]), 3),
+                    "clipped_fraction": round(screened.clipped_fraction, 6),
+                    "dc_offset": round(screened.dc_offset, 6),
+                    "flags": ";".join(screened.flags),
                 })
             per_track[track] = clips
 
         if not per_track:
-            raise RuntimeError(f"no usable clip in {raw_dir}; skipped files per reason: {skipped}")
+            raise RuntimeError(f"no usable clip in {raw_dir}; every file was skipped:\n  " + "\n  ".join(log.lines(50)))
+        log.check(policy.max_skip_fraction)
 
         # Split tracks (never segments of one track).
         tracks = sorted(per_track)
@@ -366,4 +403,5 @@ def prepare_set(
         total_s=float(df["duration_s"].sum()),
         n_silent_segments=n_silent_segments,
         splits={k: int(v) for k, v in df["split"].value_counts().sort_index().items()},
+        skip_log=log,
     )

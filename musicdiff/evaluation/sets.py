@@ -145,32 +145,100 @@ def _cached(cache_dir: Path | None, key: str, compute) -> np.ndarray:
     return vectors
 
 
+@dataclass
+class ScreenedFiles:
+    """The files of one set that the bad-input policy lets through, and what it skipped.
+
+    ``files[i]`` is ``(path, sha256, number of evaluation clips)``; ``log`` a
+    ``musicdiff.data.screening.SkipLog`` whose ``total`` counts every file asked for."""
+
+    name: str
+    files: list[tuple[Path, str, int]]
+    log: object
+
+    @property
+    def paths(self) -> list[Path]:
+        return [path for path, _, _ in self.files]
+
+
+def screen_files(paths: list[Path], protocol: EvaluationProtocol, name: str, policy=None, listing_skips=(),
+                 progress: bool = False) -> ScreenedFiles:
+    """Screen audio files for one set under ``protocol`` with the bad-input policy
+    (``musicdiff.data.screening``): each file is decoded once, checked and its evaluation clips counted;
+    a file shorter than one clip (``protocol.clip_s`` seconds) is ``too_short``.
+
+    Args:
+        paths: audio files.
+        protocol: the evaluation protocol (its rate and clip length).
+        name: the set's name in messages.
+        policy: ``musicdiff.data.screening.InputPolicy`` (default thresholds when None).
+        listing_skips: ``Skip`` entries of a folder listing (``find_audio_files``), counted in the set.
+
+    Returns:
+        :class:`ScreenedFiles`; nothing is checked against ``max_skip_fraction`` here (the caller calls
+        ``log.check``), so that several sets can be screened before any is embedded.
+
+    Raises:
+        musicdiff.data.screening.UnexpectedInputError: an exception the policy does not know, naming the file.
+    """
+    from tqdm.auto import tqdm
+
+    from musicdiff.data.audio import BadAudioError
+    from musicdiff.data.screening import InputPolicy, SkipLog, screen_file
+    from musicdiff.hashing import sha256_file
+
+    policy = policy or InputPolicy()
+    log = SkipLog(name, total=len(paths) + len(listing_skips))
+    log.extend(listing_skips)
+    files = []
+    for path in tqdm(paths, desc=f"check {name}", disable=not progress):
+        try:
+            screened = screen_file(path, protocol.sample_rate, policy, min_duration_s=protocol.clip_s)
+        except BadAudioError as error:
+            log.skip(path, error.reason, error.detail)
+            continue
+        log.used(screened)
+        files.append((Path(path), sha256_file(path), len(protocol.clips(screened.audio, path))))
+    return ScreenedFiles(name, files, log)
+
+
 def embed_files(embedding, paths: list[Path], protocol: EvaluationProtocol | None, name: str,
                 cache_dir: Path | None = None, root: Path | None = None, max_clips: int | None = None,
-                seed: int = 0, progress: bool = True) -> EmbeddedSet:
+                seed: int = 0, progress: bool = True, policy=None,
+                screened: ScreenedFiles | None = None) -> EmbeddedSet:
     """Embed the evaluation clips of audio files ``paths`` under ``protocol`` (see the module docstring).
 
+    The files go through the bad-input policy first (:func:`screen_files`, or its result ``screened``
+    when the caller screened them already): skipped files are listed in the set's
+    ``extra["inputs"]`` and the set stops with ``TooManySkippedError`` when more than
+    ``policy.max_skip_fraction`` of them were skipped, before anything is embedded.
     ``max_clips`` keeps a seeded uniform subset of all the files' clips (without replacement, in file
     order); ``root`` makes the stored file names relative. ``protocol`` None embeds each whole file as
     one clip at the embedding's rate (tools that must see files as another toolkit does, such as the
-    throughput benchmark against fadtk; such sets are comparable only with sets made the same way). Raises ``ValueError`` for no files and
-    ``musicdiff.data.audio.BadAudioError`` naming the file for one that is unreadable, empty or
-    shorter than one clip; the embedding raises for non-finite audio.
+    throughput benchmark against fadtk; such sets are comparable only with sets made the same way).
+
+    Raises:
+        ValueError: no files.
+        musicdiff.data.screening.TooManySkippedError: too many files skipped (the message lists them).
+        musicdiff.data.screening.UnexpectedInputError: an unknown exception while reading a named file.
     """
     from tqdm.auto import tqdm
 
     from musicdiff.data.audio import load_audio, resample
-    from musicdiff.hashing import sha256_file
+    from musicdiff.data.screening import InputPolicy
     from musicdiff.metrics.embeddings import cache_key
 
-    if not paths:
+    if not paths and screened is None:
         raise ValueError(f"{name}: no audio files to embed")
     if protocol is None:
         return _embed_whole_files(embedding, paths, name, cache_dir, root, progress)
     spec = protocol.to_dict()
-    files = []  # (path, sha, number of clips): one decoding pass to count the clips
-    for path in paths:
-        files.append((Path(path), sha256_file(path), len(protocol.clips(load_audio(path, protocol.sample_rate), path))))
+    policy = policy or InputPolicy()
+    screened = screened or screen_files(paths, protocol, name, policy)
+    screened.log.check(policy.max_skip_fraction)
+    files = screened.files
+    if not files:
+        raise ValueError(f"{name}: no usable audio files")
     index = [(f, k) for f, (_, _, n) in enumerate(files) for k in range(n)]
     available = len(index)
     if max_clips is not None and available > max_clips:
@@ -193,7 +261,7 @@ def embed_files(embedding, paths: list[Path], protocol: EvaluationProtocol | Non
         names.append(f"{label}#{k}")
         hashes.append(sha)
     return EmbeddedSet(name, names, hashes, clips, embedding.name, embedding.weight_sha256, embedding.config, spec,
-                       float(embedding.window_s), available, len(paths))
+                       float(embedding.window_s), available, len(files), {"inputs": screened.log.to_dict()})
 
 
 def _embed_whole_files(embedding, paths, name, cache_dir, root, progress) -> EmbeddedSet:
