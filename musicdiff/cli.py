@@ -1,4 +1,4 @@
-"""The ``musicdiff`` command: reports from MLflow, re-logging records, FAD of two folders, embedding weights,
+"""The ``musicdiff`` command: reports from MLflow, re-logging records, FAD of a folder (``musicdiff.fad_cli``), embedding weights,
 the FAD regression check, and the creative tools (``musicdiff.creative_cli``)."""
 
 from __future__ import annotations
@@ -45,44 +45,6 @@ def _relog(args) -> int:
     records = sorted(Path(args.metrics).rglob("*.json"))
     logged = relog_records(records)
     print(f"re-logged {len(logged)} of {len(records)} records into MLflow")
-    return 0
-
-
-def _fad(args) -> int:
-    from musicdiff.evaluation.protocol import EvaluationProtocol
-    from musicdiff.evaluation.scoring import Reference, ScoreSettings, score
-    from musicdiff.evaluation.sets import embed_files
-    from musicdiff.metrics.embeddings import get_embedding
-
-    section = {"clip_s": 0.73, "sample_rate": 22050}
-    if Path(args.params).is_file():  # the pipeline's protocol, so a folder is scored as the pipeline scores
-        import yaml
-
-        section.update((yaml.safe_load(Path(args.params).read_text()) or {}).get("evaluation") or {})
-    protocol = EvaluationProtocol(float(args.clip_s or section["clip_s"]), int(args.sample_rate or section["sample_rate"]))
-    try:
-        embedding = get_embedding(args.embedding)
-    except (KeyError, RuntimeError) as error:  # unknown name; missing weights (the message says how to add them)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    sets = []
-    for name, folder in (("reference", args.ref_dir), ("evaluation", args.eval_dir)):
-        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in {".wav", ".flac", ".ogg", ".opus", ".mp3"}
-                       and p.is_file())
-        if not files:
-            print(f"error: no audio files under {folder}", file=sys.stderr)
-            return 2
-        sets.append(embed_files(embedding, files, protocol, f"{name} ({folder})",
-                                cache_dir=Path(args.cache) if args.cache else None))
-    result = score(sets[1], Reference.from_set(sets[0]), ScoreSettings(n_bootstrap=args.bootstrap, seed=args.seed))
-    print(f"embedding: {embedding.name} (weights {embedding.weight_sha256[:12]}); protocol: {protocol.clip_s} s clips "
-          f"at {protocol.sample_rate} Hz")
-    for key, value in result.metrics().items():
-        print(f"{key}: {value:.6g}")
-    for flag in result.flags():
-        print(f"flag: {flag}")
-    if result.fad_inf is not None and not result.fad_inf.reliable:
-        print(f"flag: FAD-inf not reliable: {result.fad_inf.reason}")
     return 0
 
 
@@ -196,20 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("metrics", nargs="?", default="metrics", help="folder of stage JSON records")
     p.set_defaults(func=_relog)
 
-    p = sub.add_parser("fad", help="FAD of EVAL_DIR against REF_DIR (any two folders of audio)")
-    p.add_argument("ref_dir")
-    p.add_argument("eval_dir")
-    p.add_argument("--embedding", default="musicnn",
-                   help="musicnn (default), logmel-stats, vggish, clap-laion-audio or clap-laion-music")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the CI")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clip-s", type=float, default=None,
-                   help="evaluation clip length in seconds (default: params.yaml evaluation.clip_s, else 0.73)")
-    p.add_argument("--sample-rate", type=int, default=None,
-                   help="protocol sample rate in Hz (default: params.yaml evaluation.sample_rate, else 22050)")
-    p.add_argument("--params", default="params.yaml", help="params file whose evaluation protocol is used")
-    p.add_argument("--cache", default=None, help="embedding cache folder (content-addressed)")
-    p.set_defaults(func=_fad)
+    from musicdiff.fad_cli import add_parser as add_fad_parser
+
+    add_fad_parser(sub)
 
     p = sub.add_parser("weights", help="list the embeddings' weight files and where they were found; import one")
     wsub = p.add_subparsers(dest="weights_command")
@@ -247,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (MissingRunError, FileNotFoundError, RuntimeError, ValueError) as error:
         print(f"musicdiff {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyError as error:  # unknown embedding, reference set or statistics: the message names the known ones
+        print(f"musicdiff {args.command}: error: {error.args[0] if error.args else error}", file=sys.stderr)
         return 2
 
 

@@ -122,40 +122,29 @@ def references(params: dict, embedding: str, names: list[str] | None = None, shi
     return out
 
 
-# ``reference_stats`` sources: name in params -> (embeddings covered, loader of GaussianStats)
-def _shipped_sources() -> dict:
-    from musicdiff.data.reference_stats import fma_pop_embeddings, fma_pop_stats
-
-    return {"fadtk/fma_pop": (fma_pop_embeddings, fma_pop_stats)}
-
-
 def reference_statistics(params: dict, embedding: str) -> dict:
     """``{name: GaussianStats}`` of the ``reference_stats`` entries that cover ``embedding``.
 
     Raises ``KeyError`` naming the known sources for an unknown one."""
-    sources = _shipped_sources()
+    from musicdiff.data.reference_stats import shipped_statistics
+
     found = {}
     for name, source in (params.get("reference_stats") or {}).items():
-        if source not in sources:
-            raise KeyError(f"reference_stats.{name}: unknown source {source!r}; known: {sorted(sources)}")
-        covered, load = sources[source]
-        if embedding in covered():
-            found[name] = load(embedding)
+        try:
+            stats = shipped_statistics(source, embedding)
+        except KeyError as error:
+            raise KeyError(f"reference_stats.{name}: {error.args[0]}") from None
+        if stats is not None:
+            found[name] = stats
     return found
 
 
 def score_all(evaluation, refs: dict, score_settings, fad_inf: bool = True, kad: bool = True) -> tuple[dict, dict]:
     """Score ``evaluation`` (an EmbeddedSet) against every reference of ``refs``: returns
     ``(metrics, tags)`` keyed ``<embedding>/<reference>/<name>``."""
-    from musicdiff.evaluation.scoring import score
+    from musicdiff.evaluation.scoring import score_against
 
-    metrics, tags = {}, {}
-    for name, reference in refs.items():
-        result = score(evaluation, reference, score_settings, kad=kad, fad_inf_=fad_inf)
-        prefix = f"{evaluation.embedding}/{name}"
-        metrics.update({f"{prefix}/{k}": v for k, v in result.metrics().items()})
-        tags.update({f"{prefix}/{k}": v[:5000] for k, v in result.tags().items()})
-    return metrics, tags
+    return score_against(evaluation, refs, score_settings, fad_inf_=fad_inf, kad=kad)
 
 
 def evaluate_folder(params: dict, run, folder: Path, name: str, max_clips: int | None = None) -> dict:

@@ -32,7 +32,8 @@ import numpy as np
 from musicdiff.hashing import sha256_file
 from musicdiff.metrics.fad import GaussianStats
 
-__all__ = ["FMA_POP_TRACKS", "fma_pop_embeddings", "fma_pop_manifest", "fma_pop_path", "fma_pop_stats"]
+__all__ = ["FMA_POP_TRACKS", "SHIPPED_SOURCES", "fma_pop_embeddings", "fma_pop_manifest", "fma_pop_path",
+           "fma_pop_stats", "shipped_statistics"]
 
 FMA_POP_TRACKS = 4839  # fadtk README (package METADATA): "the subset of 4839 song IDs"
 _MEMBER = "fadtk/stats/fma_pop.npz"
@@ -158,3 +159,17 @@ def fma_pop_manifest() -> dict:
         "metrics": {"possible": ["fad", "fad_inf (evaluation-side subsets)", "bootstrap over evaluation clips"],
                     "impossible": ["kad", "reference bootstrap or split-half", "n_ref (frame count not shipped)"]},
     }
+
+
+#: Shipped statistics by source name (params.yaml ``reference_stats`` values, ``musicdiff fad --ref``):
+#: ``(embeddings covered, loader of GaussianStats)``.
+SHIPPED_SOURCES = {"fadtk/fma_pop": (fma_pop_embeddings, fma_pop_stats)}
+
+
+def shipped_statistics(source: str, embedding: str) -> GaussianStats | None:
+    """The statistics of ``embedding`` shipped as ``source`` (a key of :data:`SHIPPED_SOURCES`), or None
+    when that source does not cover the embedding. Raises ``KeyError`` naming the known sources."""
+    if source not in SHIPPED_SOURCES:
+        raise KeyError(f"unknown shipped statistics {source!r}; known: {sorted(SHIPPED_SOURCES)}")
+    covered, load = SHIPPED_SOURCES[source]
+    return load(embedding) if embedding in covered() else None

@@ -225,3 +225,17 @@ def score(evaluation: EmbeddedSet, reference: Reference, settings: ScoreSettings
                  evaluation.n_independent, reference.n_clips, reference.stats.n, reference.n_independent,
                  evaluation.n_independent >= needed, (not matched) or reference.n_independent >= needed,
                  matched, needed, fad, kad_result, inf, inf_error)
+
+
+def score_against(evaluation: EmbeddedSet, references: dict, settings: ScoreSettings = ScoreSettings(),
+                  fad_inf_: bool = True, kad: bool = True) -> tuple[dict, dict]:
+    """Score ``evaluation`` against every :class:`Reference` of ``references`` (``{name: Reference}``):
+    ``(metrics, tags)`` keyed ``<embedding>/<reference>/<name>`` (e.g. ``musicnn/heldout/fad``), the keys
+    every stage record, MLflow run and report table uses. Raises as :func:`score`."""
+    metrics, tags = {}, {}
+    for name, reference in references.items():
+        result = score(evaluation, reference, settings, kad=kad, fad_inf_=fad_inf_)
+        prefix = f"{evaluation.embedding}/{name}"
+        metrics.update({f"{prefix}/{k}": v for k, v in result.metrics().items()})
+        tags.update({f"{prefix}/{k}": v[:5000] for k, v in result.tags().items()})
+    return metrics, tags

@@ -1,0 +1,190 @@
+"""One bad-input policy at every entry point that reads audio (musicdiff.data.screening): a folder of
+hostile files (tests/hostile.py) goes through the policy itself, prepare, embedding sets and
+``musicdiff fad``; every file is used or skipped with its reason, skips name the file, a set that
+loses more than max_skip_fraction stops before anything is embedded, and nothing ends in a traceback.
+(The creative tools' test is in test_creative.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hostile import SR, _music, make_hostile_folder
+from musicdiff.data.audio import BadAudioError
+from musicdiff.data.screening import (InputPolicy, Skip, TooManySkippedError, UnexpectedInputError,
+                                      find_audio_files, screen_file)
+from musicdiff.evaluation.protocol import EvaluationProtocol
+
+PROTOCOL = EvaluationProtocol(0.73, SR)
+
+
+@pytest.fixture
+def hostile(tmp_path, monkeypatch):
+    folder = tmp_path / "hostile"
+    expected = make_hostile_folder(folder)
+    if os.geteuid() == 0:  # root reads a mode-000 file: make this user unable to, as any other user is
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p).name == "locked.wav"
+                            else real_access(p, mode, **kw))
+        expected["locked.wav"] = ("no_permission", ())
+    return folder, expected
+
+
+def _outcomes(skips, used) -> dict:
+    out = {Path(s.path).name: (s.reason, ()) for s in skips}
+    out.update({Path(p).name: ("used", tuple(flags)) for p, flags in used})
+    return out
+
+
+def test_the_policy_uses_or_skips_every_hostile_file_with_its_reason(hostile):
+    folder, expected = hostile
+    files, skips = find_audio_files(folder)
+    used = []
+    for f in files:
+        try:
+            used.append((f, screen_file(f, SR, InputPolicy(), min_duration_s=0.73).flags))
+        except BadAudioError as error:
+            assert error.path == str(f) and error.detail  # the skip names the file and says why
+            skips.append(Skip(str(f), error.reason, error.detail))
+    assert _outcomes(skips, used) == expected
+
+
+def test_a_used_file_gives_the_same_samples_as_load_audio(tmp_path):
+    from musicdiff.data.audio import load_audio
+
+    path = tmp_path / "stereo-44k.wav"
+    sf.write(path, _music(2.0, sr=44100, seed=3, channels=2), 44100, subtype="FLOAT")
+    screened = screen_file(path, SR)
+    np.testing.assert_array_equal(screened.audio, load_audio(path, SR))
+    assert screened.source_sample_rate == 44100 and screened.channels == 2 and screened.band_limit_hz == 22050
+
+
+def test_an_unknown_exception_stops_naming_the_file_instead_of_a_skip(tmp_path, monkeypatch):
+    path = tmp_path / "fine.wav"
+    sf.write(path, _music(1.0), SR)
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug in a decoder")
+
+    monkeypatch.setattr(sf, "read", broken)
+    with pytest.raises(UnexpectedInputError, match=r"fine\.wav: unexpected ZeroDivisionError"):
+        screen_file(path, SR)
+
+
+class _CountingEmbedding:
+    """logmel-stats that counts its calls."""
+
+    def __init__(self):
+        from musicdiff.metrics.embeddings import get_embedding
+
+        self.inner, self.calls = get_embedding("logmel-stats"), 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def embed(self, audio):
+        self.calls += 1
+        return self.inner.embed(audio)
+
+
+def test_an_embedding_set_lists_what_it_skipped_and_refuses_a_set_that_lost_too_much(hostile):
+    from musicdiff.evaluation.sets import embed_files, screen_files
+
+    folder, expected = hostile
+    files, listing = find_audio_files(folder)
+    embedding = _CountingEmbedding()
+    screened = screen_files(files, PROTOCOL, "hostile", listing_skips=listing)
+    with pytest.raises(TooManySkippedError, match=r"hostile: 17 of 24 files skipped(.|\n)*nan\.wav: non_finite"):
+        embed_files(embedding, files, PROTOCOL, "hostile", screened=screened, progress=False)
+    assert embedding.calls == 0  # refused before anything was embedded
+
+    embedded = embed_files(embedding, files, PROTOCOL, "hostile", policy=InputPolicy(max_skip_fraction=1.0),
+                           screened=screened, progress=False)
+    inputs = embedded.extra["inputs"]
+    got = {Path(s["path"]).name: s["reason"] for s in inputs["skipped"]}
+    assert got == {k: v[0] for k, v in expected.items() if v[0] != "used"}
+    used = sorted(k for k, v in expected.items() if v[0] == "used")
+    assert sorted({Path(n.split("#")[0]).name for n in embedded.names}) == used
+    assert embedded.files == len(used) and inputs["total"] == len(expected)
+    assert inputs["flags"] == {"band_limited": 0, "multichannel": 1, "over_full_scale": 1, "dc_offset": 1, "clipped": 1}
+    assert all(np.isfinite(c).all() for c in embedded.clips)
+
+
+def _fad(args, capsys):
+    from musicdiff.cli import main
+
+    code = main(["fad", *map(str, args)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def _ref_folder(folder: Path, n: int = 8, seed: int = 100) -> Path:
+    folder.mkdir()
+    for i in range(n):
+        sf.write(folder / f"r{i}.wav", _music(3.0, seed=seed + i), SR)
+    return folder
+
+
+def test_musicdiff_fad_checks_every_folder_before_embedding_and_lists_the_skipped_files(hostile, tmp_path, capsys):
+    folder, expected = hostile
+    ref = _ref_folder(tmp_path / "ref")
+    cache = tmp_path / "cache"
+    common = ["--embedding", "logmel-stats", "--params", tmp_path / "none.yaml", "--cache", cache]
+    # the hostile folder as the *reference*: refused before the evaluated folder is embedded
+    code, out, err = _fad([folder, ref, *common], capsys)
+    assert code == 2 and "max_skip_fraction" in err and "dangling.wav: dangling_link" in err
+    assert not cache.exists()
+
+    code, out, err = _fad([ref, folder, *common, "--max-skip-fraction", "1", "--format", "json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    skipped = {Path(s["path"]).name: s["reason"] for s in result["inputs"]["hostile"]["skipped"]}
+    assert skipped == {k: v[0] for k, v in expected.items() if v[0] != "used"}
+    assert "peak-1e6.wav: over_range" in err  # each skip on stderr too
+    (row,) = result["rows"]
+    used = sum(v[0] == "used" for v in expected.values())
+    assert row["reference"] == "ref" and np.isfinite(row["fad"]) and row["n_clips"] == used * 2  # 2 s: 2 clips each
+
+
+def test_musicdiff_fad_scores_against_several_references_in_every_format(tmp_path, capsys):
+    import pandas as pd
+
+    ref_a, ref_b = _ref_folder(tmp_path / "a"), _ref_folder(tmp_path / "b", seed=300)
+    evaluated = _ref_folder(tmp_path / "eval", n=6, seed=500)
+    out_csv = tmp_path / "out" / "fad.csv"
+    common = ["--embedding", "logmel-stats", "--params", tmp_path / "none.yaml"]
+    code, _, _ = _fad([ref_a, ref_b, "fma-pop", evaluated, *common, "--format", "csv", "--out", out_csv], capsys)
+    assert code == 2  # fma-pop is not a reference set here: no params file names it
+
+    code, _, err = _fad([ref_a, ref_b, "fadtk/fma_pop", evaluated, *common, "--format", "csv", "--out", out_csv],
+                        capsys)
+    assert code == 0 and "no shipped statistics for logmel-stats" in err  # FMA-Pop covers fadtk's embeddings only
+    table = pd.read_csv(out_csv)
+    assert list(table["reference"]) == ["a", "b"] and (table["fad"] > 0).all()
+    code, out, _ = _fad([ref_a, evaluated, *common], capsys)
+    assert code == 0 and "| logmel-stats | a " in out
+
+    code, _, err = _fad([ref_a, evaluated, *common, "--out", tmp_path], capsys)
+    assert code == 2 and "is a directory" in err
+    code, _, err = _fad([ref_a, tmp_path / "missing", *common], capsys)
+    assert code == 2 and "missing" in err
+
+
+def test_musicdiff_fad_records_an_mlflow_run_tagged_like_a_stage_run(tmp_path, capsys, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ref, evaluated = _ref_folder(tmp_path / "ref"), _ref_folder(tmp_path / "mine", n=6, seed=500)
+    code, _, err = _fad([ref, evaluated, "--embedding", "logmel-stats", "--params", tmp_path / "none.yaml",
+                         "--mlflow"], capsys)
+    assert code == 0 and "logged to MLflow run" in err
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.stage = 'fad'")
+    (run,) = runs.to_dict("records")
+    assert run["tags.kind"] == "external" and run["tags.evaluation_set"] == "mine" and run["tags.git_commit"]
+    assert run["metrics.logmel-stats/ref/fad"] > 0 and run["metrics.mine/skipped_files"] == 0
