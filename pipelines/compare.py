@@ -1,7 +1,7 @@
 """Stage compare: is one system better than another? Rankings with paired tests, per embedding and
 reference set (``musicdiff.evaluation.comparison``).
 
-The systems are every evaluation set: the generated sets of ``samples`` and the real floors of
+The systems are every evaluation set: the generated sets of ``samples``, the external ``systems`` and the real floors of
 ``floors``. Against each reference set of ``reference_sets`` and with each embedding, the adequately
 sampled systems are ranked by FAD and the under-sampled ones by KAD, and each is compared with its
 neighbour above: the FAD difference at a matched number of clips with a 95% bootstrap interval that
@@ -22,8 +22,8 @@ from pipelines.common import load_params, parser, record_path
 
 
 def systems(params: dict) -> list[str]:
-    """Every evaluation set: the generated sets, then the floors."""
-    return [*params["samples"], *floor_names(params)]
+    """Every evaluation set: the generated sets, the external systems, then the floors."""
+    return [*params["samples"], *(params.get("systems") or {}), *floor_names(params)]
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Stage evaluate@<set>: one generated evaluation set embedded with every embedding and scored against
-every reference set under the evaluation protocol.
+every reference set under the evaluation protocol; ``--system <name>`` (stage evaluate_system@<name>)
+scores an external system's folder (``data/systems/<name>/audio``) the same way, tagged ``kind=external``.
 
 The clips of ``data/samples/<set>/`` are cut by the protocol (``evaluation.clip_s``), embedded into
 ``data/embeddings/eval/<set>/<embedding>.npz`` and scored by ``musicdiff.evaluation.score`` against each
@@ -11,6 +12,8 @@ tags name the sample and train runs it came from.
 
 from __future__ import annotations
 
+import json
+
 from musicdiff.tracking import stage_run
 
 from pipelines import evaluation as ev
@@ -18,8 +21,14 @@ from pipelines.common import ROOT, load_params, parser, record_path, sample_spec
 
 
 def main() -> None:
-    args = parser(__doc__, "--set").parse_args()
+    cli = parser(__doc__)
+    group = cli.add_mutually_exclusive_group(required=True)
+    group.add_argument("--set", help="a generated set of `samples`")
+    group.add_argument("--system", help="an external system of `systems`")
+    args = cli.parse_args()
     params = load_params()
+    if args.system:
+        return evaluate_system(params, args.system)
     spec = sample_spec(params, args.set)
     folder = ROOT / "data" / "samples" / args.set
     tags = {"kind": "generated", "evaluation_set": args.set, "variant": spec["variant"], "sampler": spec["sampler"],
@@ -27,6 +36,20 @@ def main() -> None:
             **upstream_run_tags(sample=args.set, train=spec["variant"])}
     with stage_run("evaluate", args.set, record_path("evaluate", args.set), tags=tags, data_paths=[folder]) as run:
         ev.evaluate_folder(params, run, folder, args.set)
+
+
+def evaluate_system(params: dict, name: str) -> None:
+    from musicdiff.systems import SystemSpec
+
+    spec = SystemSpec.from_params(name, params["systems"][name])
+    folder = ROOT / "data" / "systems" / name / "audio"
+    tags = {"kind": "external", "evaluation_set": name, "label": spec.label, "system_kind": spec.kind,
+            "headline": "false", **upstream_run_tags(system=name)}
+    made = record_path("system", name)
+    if made.is_file():  # where the audio came from (folder, generator, model), as the system stage recorded it
+        tags.update({k: v for k, v in json.loads(made.read_text())["tags"].items() if k.startswith("provenance.")})
+    with stage_run("evaluate", name, record_path("evaluate", name), tags=tags, data_paths=[folder]) as run:
+        ev.evaluate_folder(params, run, folder, name)
 
 
 if __name__ == "__main__":

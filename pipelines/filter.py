@@ -1,6 +1,6 @@
 """Stage filter: the study's noisy-sample filtering (Table 5.2) for every generated set and embedding.
 
-For each generated set (``samples``), the clips whose level (``noisy_filter.level``: rms_dbfs | lufs,
+For each generated set (``samples``) and external system (``systems``), the clips whose level (``noisy_filter.level``: rms_dbfs | lufs,
 from the set's ``levels.csv``) lies outside ``[min_db, max_db]`` are removed and the set is scored
 again against every reference set by ``musicdiff.evaluation.score`` (FAD with its CI, KAD, the
 adequacy flag). The scores of all clips ("original") are those of the set's ``evaluate@`` record.
@@ -27,6 +27,20 @@ from pipelines.common import ROOT, load_params, parser, record_path
 FIELDS = ("fad", "fad_ci_low", "fad_ci_high", "kad", "kad_ci_low", "kad_ci_high", "adequate")
 
 
+def system_levels(params: dict, name: str, level: str) -> dict[str, float]:
+    """``{file name: level}`` of an external system's files that its evaluation set used (each file's mono
+    mix at its own rate, as ``levels.csv`` measures a generated clip)."""
+    from musicdiff.data.audio import decode_audio, downmix
+    from musicdiff.metrics.loudness import clip_level
+
+    used = EmbeddedSet.load(ev.set_path(params, name, ev.embeddings(params)[0])).names
+    values = {}
+    for relative in sorted({n.split("#")[0] for n in used}):
+        data, rate = decode_audio(ROOT / relative)
+        values[Path(relative).name] = float(getattr(clip_level(downmix(data).astype(np.float64), rate), level))
+    return values
+
+
 def set_levels(name: str, level: str) -> dict[str, float]:
     """``{file name: level}`` of one generated set, from its ``levels.csv``."""
     import pandas as pd
@@ -45,14 +59,16 @@ def main() -> None:
     parser(__doc__).parse_args()
     params = load_params()
     settings = params["noisy_filter"]
-    sets = list(params["samples"])
+    systems = list(params.get("systems") or {})
+    sets = [*params["samples"], *systems]
     score_settings = ev.settings(params)
     with stage_run("filter", "all", record_path("filter", "all"),
                    tags={"level": settings["level"], "reference_sets": ",".join(params["reference_sets"])}) as run:
         metrics, removed, levels, too_few = {}, {}, {}, []
         masks = {}
         for name in sets:
-            values = set_levels(name, settings["level"])
+            values = (system_levels(params, name, settings["level"]) if name in systems
+                      else set_levels(name, settings["level"]))
             files = sorted(values)
             keep = keep_mask(np.array([values[f] for f in files]), settings.get("max_db"), settings.get("min_db"))
             masks[name] = {f: bool(k) for f, k in zip(files, keep)}

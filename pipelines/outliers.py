@@ -27,7 +27,7 @@ def main() -> None:
     params = load_params()
     settings = params["outliers"]
     reference_name = settings["reference_set"]
-    evaluation_sets = [*params["samples"], *floor_names(params)]
+    evaluation_sets = [*params["samples"], *(params.get("systems") or {}), *floor_names(params)]
     anchors = list(settings.get("anchors", []))
     with stage_run("outliers", "all", record_path("outliers", "all"), tags={"reference_set": reference_name}) as run:
         metrics, top = {}, {}

@@ -75,6 +75,12 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
     params["samples"] = {f"{v}-{s}": {"variant": v, "sampler": s, "n_samples": 4, "headline": s == "ddim2"}
                          for v in params["variants"] for s in params["samplers"]}
     params["sample"].update({"batch_size": 4})
+    # external systems: a folder a package ships, cut to 1 s per file, and a generator entry point
+    params["systems"] = {
+        "fadtk-mubert": {"label": "Mubert (fadtk's clips)", "clip_s": 1.0,
+                         "source": {"python_package": "fadtk", "path": "test/samples", "include": ["mubert-*.opus"]}},
+        "toy": {"label": "toy generator", "generator": "toy_generator.py:generate", "n_clips": 6, "seed": 0,
+                "params": {"seconds": 1.0}}}
     params["floors"]["decoders"] = {"real-griffin-lim": {"decoder": "features/mel-32x32", "label": "real via Griffin-Lim"},
                                     "real-vae": {"decoder": "latents/vae-32x32", "label": "real via VAE"}}
     params["floors"]["max_clips"] = 6
@@ -116,6 +122,7 @@ def workspace(fadtk_clips, tmp_path_factory):
     (bad / "empty.wav").write_bytes(b"")
     sf.write(bad / "silent.wav", np.zeros(22050 * 3, dtype=np.float32), 22050)
     (root / "params.yaml").write_text(yaml.safe_dump(_tiny_params(folders), sort_keys=False))
+    shutil.copy(REPO / "tests" / "toy_generator.py", root / "toy_generator.py")  # a user's generator entry point
     empty = root / "no_weights"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
            "PYTHONPATH": str(root), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -230,6 +237,27 @@ def test_every_variant_decodes_clips_of_its_length_and_rate(workspace):
     assert sf.info(next((root / "data" / "floors" / "real-heldout").glob("*.wav"))).frames == round(0.35 * 22050)
     for floor in ("real-griffin-lim", "real-vae"):
         assert sf.info(next((root / "data" / "floors" / floor).glob("*.wav"))).frames == 31 * 256
+
+
+def test_external_systems_are_scored_like_the_variants_and_shown_as_external_rows(workspace):
+    from musicdiff.evaluation.sets import EmbeddedSet
+
+    root, _ = workspace
+    table = (root / "reports" / "tables" / "fad.md").read_text()
+    assert "| Mubert (fadtk's clips) (external) |" in table and "| toy generator (external) |" in table
+    assert "## External systems" in table and "generator: toy_generator.py:generate" in table
+    for name, files in (("fadtk-mubert", 7), ("toy", 6)):
+        record = _record(root, "evaluate", name)
+        assert record["tags"]["kind"] == "external" and record["metrics"]["input_files"] == files
+        assert record["metrics"]["skipped_files"] == 0
+        assert "musicnn/heldout/fad" in record["metrics"] and "musicnn/heldout/kad" in record["metrics"]
+        embedded = EmbeddedSet.load(root / "data" / "embeddings" / "eval" / name / "musicnn.npz")
+        assert embedded.protocol["clip_s"] == 0.35 and len(embedded.clips) == files * 2  # 1 s files, 0.35 s clips
+    assert (root / "data" / "systems" / "fadtk-mubert" / "source" / "manifest.csv").is_file()  # provenance
+    compared = _record(root, "compare", "all")
+    assert any("fadtk-mubert" in key for key in compared["metrics"])
+    filtered = _record(root, "filter", "all")["metrics"]
+    assert filtered["toy/n_clips"] == 6
 
 
 def test_bad_files_are_skipped_and_counted(workspace):

@@ -31,15 +31,27 @@ FIELDS = ("fad", "fad_ci_low", "fad_ci_high", "mean_term", "trace_term", "bootst
           "protocol_matched", "kad", "kad_ci_low", "kad_ci_high", "kad_bandwidth", "fad_inf", "fad_inf_ci_low",
           "fad_inf_ci_high", "fad_inf_slope", "fad_inf_r2", "fad_inf_pool", "fad_inf_min_subset", "fad_inf_reliable")
 COLUMNS = ["embedding", "system", "kind", "label", "variant", "sampler", "family", "headline", "reference", *FIELDS,
-           "flags", "fad_inf_note"]
+           "flags", "fad_inf_note", "skipped_files", "input_files", "provenance"]
 
 
 def system_label(tags: dict) -> str:
-    """What a row is called: a floor's label, or ``<variant> <sampler>`` (``(headline)`` for a family's
-    headline cell)."""
+    """What a row is called: a floor's label, an external system's label with ``(external)``, or
+    ``<variant> <sampler>`` (``(headline)`` for a family's headline cell)."""
     if tags.get("kind") == "floor":
         return tags.get("label", tags.get("evaluation_set", ""))
+    if tags.get("kind") == "external":
+        return f"{tags.get('label', tags.get('evaluation_set', ''))} (external)"
     return f"{tags.get('variant', '')} {tags.get('sampler', '')}" + (" (headline)" if tags.get("headline") == "true" else "")
+
+
+def provenance(tags: dict) -> str:
+    """Where an external system's audio came from, in one line (empty for the suite's own sets)."""
+    if tags.get("kind") != "external":
+        return ""
+    kind = tags.get("system_kind", "")
+    what = {"source": tags.get("provenance.source", ""), "generator": tags.get("provenance.generator", ""),
+            "model": tags.get("provenance.model", "")}.get(kind, "")
+    return f"{kind}: {what}".strip(": ")
 
 
 def scores_frame(runs: list[dict]) -> pd.DataFrame:
@@ -58,6 +70,8 @@ def scores_frame(runs: list[dict]) -> pd.DataFrame:
                          "sampler": t.get("sampler", ""), "family": t.get("family", ""),
                          "headline": t.get("headline") == "true", "reference": ref,
                          **{f: m.get(prefix + f) for f in FIELDS},
+                         "skipped_files": m.get("skipped_files"), "input_files": m.get("input_files"),
+                         "provenance": provenance(t),
                          "flags": t.get(prefix + "flags", ""), "fad_inf_note": t.get(prefix + "fad_inf_unreliable", "")
                          or t.get(prefix + "fad_inf_missing", "")})
     frame = pd.DataFrame(rows, columns=COLUMNS)
@@ -68,15 +82,18 @@ def scores_frame(runs: list[dict]) -> pd.DataFrame:
 
 
 def system_order(frame: pd.DataFrame, sampler_order: list[str] | None = None) -> list[str]:
-    """Floors first (the real clips, then the decoders), then models by variant, headline cell first."""
+    """Floors first (the real clips, then the decoders), then models by variant, headline cell first, then
+    external systems by label."""
     firsts = frame.drop_duplicates("system").set_index("system")
     floors = sorted((s for s in firsts.index if firsts.loc[s, "kind"] == "floor"),
                     key=lambda s: (firsts.loc[s, "label"] != "real: held-out", firsts.loc[s, "label"]))
     samplers = ordered(firsts["sampler"], sampler_order)
-    models = sorted((s for s in firsts.index if firsts.loc[s, "kind"] != "floor"),
+    external = sorted((s for s in firsts.index if firsts.loc[s, "kind"] == "external"),
+                      key=lambda s: firsts.loc[s, "label"])
+    models = sorted((s for s in firsts.index if firsts.loc[s, "kind"] not in ("floor", "external")),
                     key=lambda s: (firsts.loc[s, "variant"], not firsts.loc[s, "headline"],
                                    samplers.index(firsts.loc[s, "sampler"]) if firsts.loc[s, "sampler"] in samplers else 0))
-    return floors + models
+    return floors + models + external
 
 
 def _marks(row, metric: str) -> str:
@@ -129,7 +146,8 @@ def score_sections(frame: pd.DataFrame, reference_order: list[str] | None = None
         for system in systems:
             block = frame[frame["system"] == system]
             first = block.iloc[0]
-            row = {"system": first["label"], "sampler": first["sampler"], "clips": int(first["n_clips"])}
+            row = {"system": first["label"], "sampler": first["sampler"], "clips": int(first["n_clips"]),
+                   "skipped files": _skipped(first)}
             for embedding in embeddings:
                 hit = block[block["embedding"] == embedding]
                 if len(hit):
@@ -144,6 +162,13 @@ def score_sections(frame: pd.DataFrame, reference_order: list[str] | None = None
             rows.append(row)
         sections.append((heading, pd.DataFrame(rows)))
     return sections
+
+
+def _skipped(row) -> str:
+    """``k of n`` files the bad-input policy skipped (empty when the record predates the policy)."""
+    if row.get("skipped_files") is None or pd.isna(row.get("skipped_files")):
+        return ""
+    return f"{int(row['skipped_files'])} of {int(row['input_files'])}"
 
 
 def reference_sizes(frame: pd.DataFrame, reference_order: list[str] | None = None,
@@ -177,10 +202,17 @@ def scores_markdown(frame: pd.DataFrame, protocol: dict, not_run: dict[str, str]
         "one clip), each embedded alone with the embedding's own window and padding, on both sides alike. "
         "`clips` counts evaluation clips; `independent frames` the non-overlapping embedding windows they hold "
         "(a clip shorter than the window is one padded window). Floor rows are real held-out music scored the same "
-        "way, alone and through a family's decoder alone: no model of a family can be expected below its floor "
-        "(Griffin-Lim for mel, DiT and text-conditioned mel; VAE for latent; the real clips for waveform).", "",
+        "way, alone and through a family's decoder alone: what the decoder costs real music, a reference point "
+        "rather than a bound (Griffin-Lim for mel, DiT and text-conditioned mel; VAE for latent; the real clips for "
+        "waveform). Rows marked `(external)` are systems from outside the suite (params.yaml `systems`), scored the "
+        "same way; `skipped files` counts the files the bad-input policy left out of each set (README \"Bad input\").",
+        "",
         "Marks:", "", *[f"- `{mark}` {text}." for mark, text in MARKS.items()], ""]
     body = [f"## {heading}\n\n{table.to_markdown(index=False)}\n" for heading, table in sections]
+    external = frame[frame["kind"] == "external"].drop_duplicates("system")
+    if len(external):
+        body.append("## External systems\n\n" + "\n".join(f"- {r['label']}: {r['provenance']}"
+                                                           for _, r in external.sort_values("label").iterrows()) + "\n")
     if not_run:
         lines = [f"- {name}: {why.splitlines()[0]}" for name, why in sorted(not_run.items())]
         body.append("## Embeddings not run\n\nKnown to musicdiff but not in `embed.embeddings` (the `weights` stage "

@@ -1,0 +1,66 @@
+"""External systems (musicdiff.systems): each kind becomes a folder of audio with its provenance, and a
+malformed entry or a broken generator is a clear error naming the entry, with nothing left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicdiff.systems import SystemSpec, materialize
+
+TOY = str(Path(__file__).with_name("toy_generator.py"))
+
+
+def test_a_generator_entry_point_becomes_a_folder_of_its_clips_with_provenance(tmp_path):
+    spec = SystemSpec.from_params("toy", {"generator": f"{TOY}:generate", "n_clips": 3, "seed": 7,
+                                          "params": {"seconds": 0.5}})
+    provenance = materialize(spec, tmp_path / "toy")
+    files = sorted((tmp_path / "toy" / "audio").glob("*.wav"))
+    assert [f.name for f in files] == ["toy_0000.wav", "toy_0001.wav", "toy_0002.wav"]
+    audio, rate = sf.read(files[0], dtype="float32")
+    assert rate == 16000 and audio.shape == (8000,)
+    from toy_generator import generate
+
+    np.testing.assert_array_equal(audio, generate(3, 7, 0.5)[0][0])  # the function's own output, unchanged
+    assert provenance["kind"] == "generator" and len(provenance["generator_sha256"]) == 64
+    assert provenance["seed"] == 7 and provenance["params"] == {"seconds": 0.5}
+
+
+def test_a_folder_is_cut_to_clip_s_keeping_rate_and_channels(tmp_path):
+    src = tmp_path / "mine"
+    src.mkdir()
+    sf.write(src / "a.flac", np.random.default_rng(0).uniform(-0.5, 0.5, (44100 * 3, 2)).astype(np.float32), 44100)
+    spec = SystemSpec.from_params("mine", {"source": {"local": str(src), "include": ["*.flac"]}, "clip_s": 1.5})
+    provenance = materialize(spec, tmp_path / "out")
+    info = sf.info(tmp_path / "out" / "audio" / "a.wav")
+    assert (info.samplerate, info.channels, info.frames) == (44100, 2, 66150)
+    assert provenance["files"] == 1 and provenance["clip_s"] == 1.5
+
+
+@pytest.mark.parametrize("entry, error", [
+    ({"generator": "toy_generator:generate"}, "n_clips must be a positive integer"),
+    ({"generator": "no_colon", "n_clips": 2}, "must be 'module:function'"),
+    ({"source": {"local": "/x"}, "generator": "a:b"}, "exactly one of"),
+    ({"source": {"local": "/x"}, "clip_s": float("nan")}, "clip_s must be a positive"),
+    ({"model": "/x", "n_clips": 2}, "needs `sampler:`"),
+    ({"source": {"local": "/x"}, "colour": "red"}, "unknown keys"),
+])
+def test_a_malformed_entry_names_itself(entry, error):
+    with pytest.raises(ValueError, match=error):
+        SystemSpec.from_params("bad", entry)
+
+
+def test_a_broken_generator_or_missing_model_is_named_and_leaves_nothing(tmp_path):
+    spec = SystemSpec.from_params("x", {"generator": f"{TOY}:wrong_count", "n_clips": 2})
+    with pytest.raises(ValueError, match="returned 3 clips, 2 were asked for"):
+        materialize(spec, tmp_path / "x")
+    spec = SystemSpec.from_params("y", {"generator": "no_such_module_here:generate", "n_clips": 2})
+    with pytest.raises(ImportError, match="cannot import 'no_such_module_here'"):
+        materialize(spec, tmp_path / "y")
+    spec = SystemSpec.from_params("z", {"model": str(tmp_path / "nowhere"), "sampler": "ddim50", "n_clips": 2})
+    with pytest.raises(FileNotFoundError, match="not a trained model folder"):
+        materialize(spec, tmp_path / "z", sampler_cfg={"scheduler": "ddim", "num_inference_steps": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no partial folder, no temporary one
