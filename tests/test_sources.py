@@ -168,6 +168,7 @@ def _fake_build(norm: dict, tmp_out: Path, ctx: S.BuildContext) -> list[Item]:
         (tmp_out / dest).parent.mkdir(parents=True, exist_ok=True)
         sf.write(tmp_out / dest, TONE * (i + 1) / norm["n"], SR)
         items.append(Item(dest, norm["fake"], "0.1", f"tone{i}", "", ""))
+    ctx.skip(f"{norm['fake']}/noise.wav", "no_permission", "the fake kind reports one skip")
     return items
 
 
@@ -183,10 +184,13 @@ def test_a_registered_source_kind_downloads_like_the_built_in_ones(tmp_path, fak
     df = S.download_set({"fake": "tones", "n": 3}, out, progress=False)
     assert list(df.columns) == S.MANIFEST_COLUMNS
     assert list(df["path"]) == [f"audio/tones/tone{i}.wav" for i in range(3)]
-    assert (df["sample_rate"] == SR).all() and df.attrs["skipped"] == []
+    assert (df["sample_rate"] == SR).all()
+    assert df.attrs["skipped"] == [{"path": "tones/noise.wav", "reason": "no_permission",
+                                    "detail": "the fake kind reports one skip"}]
     assert json.loads((out / ".download.json").read_text())["spec"] == {"fake": "tones", "n": 3}
     summary = json.loads((out / "manifest.json").read_text())
     assert summary["provenance"][0]["kind"] == "fake" and summary["audio"]["n_clips"] == 3
+    assert summary["skipped"] == {"no_permission": 1}
     assert "fake" in S.known_kinds()
     with pytest.raises(ValueError, match="already registered"):
         S.register(S.SourceKind("fake", _fake_normalise, _fake_build))

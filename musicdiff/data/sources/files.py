@@ -200,7 +200,7 @@ def select_files(root: str | os.PathLike, include: Iterable[str], exclude: Itera
         return bool(exclude) and glob_match(rel, exclude)
 
     def unlistable(err: OSError) -> None:
-        rel = PurePosixPath(os.path.relpath(err.filename, root)).as_posix()
+        rel = PurePosixPath(os.path.relpath(err.filename or root, root)).as_posix()
         if not (excluded(rel) or excluded(rel + "/")):
             reason = "no_permission" if isinstance(err, PermissionError) else "not_a_file"
             skipped.append(skip_record(_joined(prefix, rel), reason, f"cannot list folder: {err.strerror or err}"))
