@@ -26,6 +26,8 @@ import soundfile as sf
 
 from musicdiff.data import audio as A
 from musicdiff.data import sources as S
+from musicdiff.data.sources import deb as DEB
+from musicdiff.data.sources import debian as DEBIAN
 from musicdiff.data.prepare import SKIP_REASONS, prepare_set
 from musicdiff.data.screening import InputPolicy, TooManySkippedError
 
@@ -369,8 +371,8 @@ def test_debian_source_with_archive_members_and_summed_stems(tmp_path, fake_deb,
         assert sha256 == sha
         return deb
 
-    monkeypatch.setattr(S, "fetch_deb", fake_fetch)
-    monkeypatch.setattr(S.shutil, "which", lambda cmd: None)  # force the pure-Python extractor
+    monkeypatch.setattr(DEBIAN, "fetch_deb", fake_fetch)
+    monkeypatch.setattr(DEB.shutil, "which", lambda cmd: None)  # force the pure-Python extractor
     base = {"name": "fake-music", "version": "1.0-1", "sha256": sha}
     spec = {"debian": [
         {**base, "include": ["usr/share/games/fake/music/*.wav", "usr/share/games/fake/data/*.pk3"],
@@ -404,20 +406,20 @@ def test_debian_source_with_archive_members_and_summed_stems(tmp_path, fake_deb,
 
 
 def test_missing_apt_get_is_a_clear_error_naming_the_local_alternative(tmp_path, monkeypatch):
-    monkeypatch.setattr(S.shutil, "which", lambda cmd: None)
+    monkeypatch.setattr(DEB.shutil, "which", lambda cmd: None)
     with pytest.raises(RuntimeError, match=r"(?s)wesnoth-1\.16-music.*1:1\.16\.9-1.*local"):
         S.fetch_deb("wesnoth-1.16-music", "1:1.16.9-1", "0" * 64, tmp_path)
 
 
 def test_unknown_version_without_root_says_to_run_apt_get_update(tmp_path, monkeypatch):
-    monkeypatch.setattr(S.shutil, "which", lambda cmd: "/usr/bin/" + cmd)
-    monkeypatch.setattr(S.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(DEB.shutil, "which", lambda cmd: "/usr/bin/" + cmd)
+    monkeypatch.setattr(DEB.os, "geteuid", lambda: 1000)
 
     def fake_run(cmd, **kw):
         assert cmd[-1] == "fake-music=9.9"
         return subprocess.CompletedProcess(cmd, 100, "", "E: Version '9.9' for 'fake-music' was not found\n")
 
-    monkeypatch.setattr(S.subprocess, "run", fake_run)
+    monkeypatch.setattr(DEB.subprocess, "run", fake_run)
     with pytest.raises(RuntimeError, match="sudo apt-get update"):
         S.fetch_deb("fake-music", "9.9", "0" * 64, tmp_path)
 
@@ -430,9 +432,9 @@ def test_glob_patterns_stay_within_path_components():
 
 
 def test_unknown_version_as_root_runs_apt_get_update_once_then_retries(tmp_path, monkeypatch):
-    monkeypatch.setattr(S.shutil, "which", lambda cmd: "/usr/bin/" + cmd)
-    monkeypatch.setattr(S.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(S, "_apt_updated", False)
+    monkeypatch.setattr(DEB.shutil, "which", lambda cmd: "/usr/bin/" + cmd)
+    monkeypatch.setattr(DEB.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(DEB, "apt_updated", False)
     payload = b"not really a deb"
     calls = []
 
@@ -445,7 +447,7 @@ def test_unknown_version_as_root_runs_apt_get_update_once_then_retries(tmp_path,
         (Path(cwd) / "fake-music_1.0_all.deb").write_bytes(payload)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(S.subprocess, "run", fake_run)
+    monkeypatch.setattr(DEB.subprocess, "run", fake_run)
     deb = S.fetch_deb("fake-music", "1.0", hashlib.sha256(payload).hexdigest(), tmp_path)
     assert calls == ["download", "update", "download"] and deb.read_bytes() == payload
     with pytest.raises(ValueError, match="SHA-256"):

@@ -171,7 +171,8 @@ def test_debian_summary_lists_packages_paths_and_licences(tmp_path, fadtk_clips)
     assert json.loads(path.read_text()) == s
 
 
-def test_download_and_prepare_stages_log_the_summary_to_mlflow(tmp_path, clip_folder, mlflow_store, monkeypatch):
+def test_download_and_prepare_stages_log_the_summary_to_mlflow(tmp_path, clip_folder, mlflow_store, monkeypatch,
+                                                               capsys):
     import mlflow
 
     import pipelines.common as common
@@ -187,7 +188,9 @@ def test_download_and_prepare_stages_log_the_summary_to_mlflow(tmp_path, clip_fo
         monkeypatch.setattr(mod, "load_params", lambda: params)
     monkeypatch.setattr(sys, "argv", ["x", "--dataset", "mine"])
     monkeypatch.chdir(tmp_path)
+    (clip_folder / "zz_gone.opus").symlink_to(clip_folder / "missing.opus")  # matches, but dangles
     download.main()
+    assert "skipped zz_gone.opus: dangling_link (link to " in capsys.readouterr().err
     prepare.main()
 
     mlflow.set_tracking_uri(mlflow_store)
@@ -197,6 +200,9 @@ def test_download_and_prepare_stages_log_the_summary_to_mlflow(tmp_path, clip_fo
     raw = M.read_summary(tmp_path / "data/raw/mine")
     assert dl.metrics["clips"] == 8 and dl.metrics["total_frames"] == raw["audio"]["total_frames"]
     assert dl.metrics["sample_rate"] == 48000
+    assert dl.metrics["skipped_files"] == 1 and dl.metrics["skipped/dangling_link"] == 1
+    assert dl.metrics["skipped/no_permission"] == dl.metrics["skipped/not_a_file"] == 0
+    assert raw["skipped"] == {"dangling_link": 1} and raw["skipped_files"][0]["path"] == "zz_gone.opus"
     assert dl.metrics["duration_median_s"] == raw["audio"]["duration_s"]["median"]
     assert dl.tags["table_sha256"] == raw["table"]["sha256"]
     ref = M.read_summary(tmp_path / "data/prepared/mine/ref")

@@ -14,7 +14,10 @@ without opening the audio:
   file is in Debian's machine-readable format (DEP-5), else ``"see licences/<pkg>/copyright"``;
 * ``audio`` -- clip count, sample rate(s), channel counts, total frames and seconds, and the
   minimum / median / mean / maximum clip duration (see :func:`audio_stats`);
-* ``table`` -- path, SHA-256 and row count of the per-file table.
+* ``table`` -- path, SHA-256 and row count of the per-file table;
+* ``skipped``, ``skipped_files`` (downloads only) -- the entries that matched the set's globs but
+  could not be used, counted per reason and listed as ``{"path", "reason", "detail"}`` (see
+  :mod:`musicdiff.data.sources.files`).
 
 Nothing time- or machine-dependent is written (no timestamps, no timings), so the same input gives
 the same bytes; files are replaced atomically (:func:`write_summary`).
@@ -26,6 +29,7 @@ import json
 import os
 import re
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -181,7 +185,8 @@ def _package_licence(name: str, licence_file: Path) -> str:
 
 
 def raw_set_summary(set_dir: str | os.PathLike, spec: dict, manifest: pd.DataFrame, *,
-                    name: str | None = None, record: dict | None = None) -> dict:
+                    name: str | None = None, record: dict | None = None, kind: str | None = None,
+                    skipped: Iterable[dict] = ()) -> dict:
     """Summary of a downloaded set (``data/raw/<set>``): see the module docstring.
 
     Args:
@@ -192,6 +197,11 @@ def raw_set_summary(set_dir: str | os.PathLike, spec: dict, manifest: pd.DataFra
         name: the set's name (default: the folder's name).
         record: for an online or rendered set, what its loader recorded (URL, revisions, versions,
             checksums, ``licence``).
+        kind: the spec's source kind (default: the first of ``debian``, ``online``, ``rendered``,
+            ``python_package``, ``local`` in ``spec``, else its first key).  A kind other than those
+            five is described like an online set: ``{"kind", "package": spec[kind], **record, "spec"}``.
+        skipped: the matching entries the download could not use, ``{"path", "reason", "detail"}``
+            each; written as ``skipped_files`` and counted per reason as ``skipped``.
 
     Raises:
         FileNotFoundError: ``manifest.csv`` or a listed file is missing.
@@ -199,7 +209,11 @@ def raw_set_summary(set_dir: str | os.PathLike, spec: dict, manifest: pd.DataFra
     set_dir = Path(set_dir)
     provenance: list[dict] = []
     licences: dict[str, dict] = {}
-    if "debian" in spec:
+    skipped = list(skipped)
+    if kind is None:
+        kind = next((k for k in ("debian", "online", "rendered", "python_package", "local") if k in spec), None)
+        kind = kind or next(iter(spec))
+    if kind == "debian":
         for pkg in spec["debian"]:
             rows = manifest[manifest["package"] == pkg["name"]]
             paths = [p for cell in rows["path_in_package"] for p in str(cell).split(";")]
@@ -210,13 +224,12 @@ def raw_set_summary(set_dir: str | os.PathLike, spec: dict, manifest: pd.DataFra
             })
             lic = str(rows["licence"].iloc[0]) if len(rows) else ""
             licences[pkg["name"]] = licence_entry(set_dir, lic)
-    elif "online" in spec or "rendered" in spec:
-        kind = "online" if "online" in spec else "rendered"
+    elif kind not in ("python_package", "local"):  # online, rendered, or a kind registered elsewhere
         provenance.append({"kind": kind, "package": spec[kind], **(record or {}), "spec": spec})
         lic_rel = next((str(x) for x in manifest["licence"] if str(x)), "")
-        licences[spec[kind]] = {"copyright_file": lic_rel, "licences": (record or {}).get("licence", "unknown"),
-                                "files_star": None}
-    elif "python_package" in spec:
+        licences[str(spec[kind])] = {"copyright_file": lic_rel,
+                                     "licences": (record or {}).get("licence", "unknown"), "files_star": None}
+    elif kind == "python_package":
         name = spec["python_package"]
         provenance.append({"kind": "python_package", "package": name, "version": spec["version"],
                            "path": spec["path"], "include": spec["include"], "exclude": spec["exclude"],
@@ -236,6 +249,8 @@ def raw_set_summary(set_dir: str | os.PathLike, spec: dict, manifest: pd.DataFra
         "licences": licences,
         "audio": audio_stats(set_dir / p for p in manifest["path"]),
         "table": _table(set_dir, "manifest.csv", len(manifest)),
+        "skipped": dict(sorted(Counter(r["reason"] for r in skipped).items())),
+        "skipped_files": skipped,
     }
 
 
