@@ -188,3 +188,31 @@ def test_musicdiff_fad_records_an_mlflow_run_tagged_like_a_stage_run(tmp_path, c
     (run,) = runs.to_dict("records")
     assert run["tags.kind"] == "external" and run["tags.evaluation_set"] == "mine" and run["tags.git_commit"]
     assert run["metrics.logmel-stats/ref/fad"] > 0 and run["metrics.mine/skipped_files"] == 0
+
+
+def test_download_and_prepare_use_or_skip_every_hostile_file_naming_it(hostile, tmp_path):
+    from musicdiff.data.prepare import prepare_set
+    from musicdiff.data.sources import download_set
+
+    folder, expected = hostile
+    if os.geteuid() == 0:  # root copies a mode-000 file: the download step reads it, so prepare sees it
+        expected["locked.wav"] = ("used", ())
+    manifest = download_set({"local": str(folder), "include": ["**/*"]}, tmp_path / "raw", progress=False)
+    at_download = {Path(s["path"]).name: s["reason"] for s in manifest.attrs["skipped"]}
+    assert at_download == {"dangling.wav": "dangling_link", "folder.wav": "not_a_file"}
+    with pytest.raises(TooManySkippedError, match=r"nan\.wav: non_finite"):
+        prepare_set(manifest, tmp_path / "raw", tmp_path / "refused", segment_s=0.73, progress=False)
+    result = prepare_set(manifest, tmp_path / "raw", tmp_path / "clips", segment_s=0.73, progress=False,
+                         policy=InputPolicy(max_skip_fraction=1.0))
+    at_prepare = {Path(s.path).name: s.reason for s in result.skip_log.skips}
+    assert {**at_download, **at_prepare} == {k: v[0] for k, v in expected.items() if v[0] != "used"}
+    assert all(s.detail for s in result.skip_log.skips)
+    used = {Path(t).name for t in result.manifest["track"]}
+    assert used == {k for k, v in expected.items() if v[0] == "used"}
+    flags = dict(zip(result.manifest["track"].map(lambda t: Path(t).name), result.manifest["flags"]))
+    assert flags["clipped.wav"] == "clipped" and flags["dc-offset.wav"] == "dc_offset"
+    assert flags["eight-channels-96k.wav"] == "multichannel" and flags["peak-1.5.wav"] == "over_full_scale"
+    assert result.skip_log.flags == {"band_limited": 0, "multichannel": 1, "over_full_scale": 1, "dc_offset": 1,
+                                     "clipped": 1}
+    row = result.manifest[result.manifest["track"].str.endswith("eight-channels-96k.wav")].iloc[0]
+    assert row["source_sample_rate"] == 96000 and row["source_channels"] == 8

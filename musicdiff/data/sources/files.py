@@ -34,6 +34,8 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from musicdiff.data.audio import AUDIO_SUFFIXES
+
 __all__ = [
     "AUDIO_SUFFIXES",
     "RECORD_FILE",
@@ -52,7 +54,6 @@ __all__ = [
     "write_source_record",
 ]
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64")
 #: Why a matching entry of a walked folder was skipped (see the module docstring).
 SKIP_REASONS = ("dangling_link", "not_a_file", "link_outside", "no_permission")
 SKIPPED_COLUMNS = ["path", "reason", "detail"]  # of a set's skipped.csv
