@@ -115,14 +115,14 @@ def _resolve_references(names: list[str], params: dict, params_dir: Path) -> lis
     return refs
 
 
-def _screen(folder: Path, name: str, protocol, policy):
+def _screen(folder: Path, name: str, protocol, policy, evaluated: bool):
     from musicdiff.data.screening import find_audio_files
     from musicdiff.evaluation.sets import screen_files
 
     files, listing = find_audio_files(folder)
     if not files and not listing:
         raise FileNotFoundError(f"{name}: no audio files under {folder}")
-    return screen_files(files, protocol, name, policy, listing_skips=listing)
+    return screen_files(files, protocol, name, policy, listing_skips=listing, evaluated=evaluated)
 
 
 def score_folders(args) -> dict:
@@ -154,10 +154,10 @@ def score_folders(args) -> dict:
     refs = _resolve_references(args.paths[:-1], params, params_path.resolve().parent)
 
     # Every folder is listed and screened before anything is embedded.
-    screened = {name: _screen(eval_dir, name, protocol, policy)}
+    screened = {name: _screen(eval_dir, name, protocol, policy, evaluated=True)}
     for ref in refs:
         if ref.folder is not None:
-            screened[ref.name] = _screen(ref.folder, ref.name, protocol, policy)
+            screened[ref.name] = _screen(ref.folder, ref.name, protocol, policy, evaluated=False)
     for s in screened.values():
         s.log.check(policy.max_skip_fraction)  # the error lists the skipped files
     for s in screened.values():

@@ -89,3 +89,20 @@ def sample_spec(params: dict, name: str) -> dict:
     spec = dict(params["samples"][name])
     spec["family"] = params["variants"][spec["variant"]]["family"]
     return spec
+
+
+def run_stage(main) -> None:
+    """Run a stage's ``main()``; bad input that stops a stage (too many skipped files, an exception the
+    bad-input policy does not know, a file that cannot be used, a missing input) ends with one line naming
+    the file(s) and exit status 1, not a traceback."""
+    import sys
+
+    from musicdiff.data.audio import BadAudioError
+    from musicdiff.data.screening import TooManySkippedError, UnexpectedInputError
+
+    try:
+        main()
+    except (TooManySkippedError, UnexpectedInputError, BadAudioError, FileNotFoundError) as error:
+        stage = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "stage"
+        print(f"{stage}: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -12,7 +12,7 @@ from musicdiff.data.sources import download_set, skip_counts
 from musicdiff.data.summary import SUMMARY_FILE, read_summary, summary_metrics, summary_tags
 from musicdiff.tracking import stage_run
 
-from pipelines.common import ROOT, load_params, parser, record_path
+from pipelines.common import ROOT, load_params, parser, record_path, run_stage
 
 
 def main() -> None:
@@ -41,4 +41,4 @@ def _manifest_hash(manifest) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

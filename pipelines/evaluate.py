@@ -17,7 +17,7 @@ import json
 from musicdiff.tracking import stage_run
 
 from pipelines import evaluation as ev
-from pipelines.common import ROOT, load_params, parser, record_path, sample_spec, upstream_run_tags
+from pipelines.common import ROOT, load_params, parser, record_path, run_stage, sample_spec, upstream_run_tags
 
 
 def main() -> None:
@@ -53,4 +53,4 @@ def evaluate_system(params: dict, name: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

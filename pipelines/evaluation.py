@@ -81,7 +81,7 @@ def input_policy(params: dict):
     return InputPolicy.from_params(params.get("inputs"))
 
 
-def screen_folder(params: dict, folder: Path, name: str):
+def screen_folder(params: dict, folder: Path, name: str, evaluated: bool = True):
     """Every audio file under ``folder`` listed and screened by the bad-input policy under the params'
     protocol (``musicdiff.evaluation.sets.ScreenedFiles``). Raises ``FileNotFoundError`` naming a missing
     folder or one without audio files."""
@@ -91,16 +91,18 @@ def screen_folder(params: dict, folder: Path, name: str):
     files, listing = find_audio_files(folder)
     if not files and not listing:
         raise FileNotFoundError(f"no audio files under {folder}")
-    return screen_files(files, protocol(params), name, input_policy(params), listing_skips=listing)
+    return screen_files(files, protocol(params), name, input_policy(params), listing_skips=listing,
+                        evaluated=evaluated)
 
 
 def embed_folder(params: dict, embedding, folder: Path, name: str, max_clips: int | None = None, seed: int = 0,
-                 screened=None):
+                 screened=None, evaluated: bool = True):
     """The evaluation clips of every audio file under ``folder`` embedded with ``embedding`` (an embedding
-    object), under the params' protocol and bad-input policy, through the shared cache."""
+    object), under the params' protocol and bad-input policy, through the shared cache. ``evaluated``
+    (default) screens it as an evaluated set (generated or degraded clips); reference sets pass False."""
     from musicdiff.evaluation.sets import embed_files
 
-    screened = screened or screen_folder(params, folder, name)
+    screened = screened or screen_folder(params, folder, name, evaluated)
     return embed_files(embedding, screened.paths, protocol(params), name, cache_dir=CACHE, root=ROOT,
                        max_clips=max_clips, seed=seed, policy=input_policy(params), screened=screened)
 

@@ -17,7 +17,7 @@ from musicdiff.evaluation.floors import real_clips, round_trip, window_samples
 from musicdiff.tracking import stage_run
 
 from pipelines import evaluation as ev
-from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path
+from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, run_stage
 
 
 def main() -> None:
@@ -54,4 +54,4 @@ def run_floor(params: dict, name: str, spec: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

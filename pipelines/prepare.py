@@ -11,7 +11,7 @@ from musicdiff.data.screening import InputPolicy
 from musicdiff.data.summary import SUMMARY_FILE, read_summary, summary_metrics, summary_tags
 from musicdiff.tracking import stage_run
 
-from pipelines.common import ROOT, load_params, parser, record_path
+from pipelines.common import ROOT, load_params, parser, record_path, run_stage
 
 
 def main() -> None:
@@ -45,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from musicdiff.tracking import stage_run
 
 from pipelines import evaluation as ev
-from pipelines.common import ROOT, load_params, parser, record_path
+from pipelines.common import ROOT, load_params, parser, record_path, run_stage
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
             run.log_params({"evaluation": section, "embeddings": list(embeddings)})
             for embedding_name, embedding in embeddings.items():
                 embedded = ev.embed_folder(params, embedding, folder, name, max_clips=section.get("max_reference_clips"),
-                                           seed=section.get("reference_seed", 0))
+                                           seed=section.get("reference_seed", 0), evaluated=False)
                 embedded.save(ev.reference_path(name, embedding_name))
                 run.log_metrics({f"{embedding_name}/clips": len(embedded.clips),
                                  f"{embedding_name}/clips_available": embedded.clips_available,
@@ -40,4 +40,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -19,7 +19,7 @@ from musicdiff.evaluation.floors import real_clips
 from musicdiff.tracking import stage_run
 
 from pipelines import evaluation as ev
-from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path
+from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, run_stage
 
 
 def level_name(kind: str, level) -> str:
@@ -73,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

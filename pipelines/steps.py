@@ -19,7 +19,7 @@ from musicdiff.tracking import stage_run
 from musicdiff.trained import TrainedVariant
 
 from pipelines import evaluation as ev
-from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, upstream_run_tags, variant_settings
+from pipelines.common import (ROOT, atomic_dir, load_params, parser, record_path, run_stage, upstream_run_tags, variant_settings)
 from pipelines.sample import write_clips
 
 
@@ -62,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

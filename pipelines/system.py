@@ -8,7 +8,7 @@ from __future__ import annotations
 from musicdiff.systems import SystemSpec, materialize
 from musicdiff.tracking import stage_run
 
-from pipelines.common import ROOT, load_params, parser, record_path
+from pipelines.common import ROOT, load_params, parser, record_path, run_stage
 
 
 def main() -> None:
@@ -29,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -20,7 +20,7 @@ from musicdiff.tracking import stage_run
 from musicdiff.trained import TrainedVariant
 
 from pipelines import evaluation as ev
-from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, upstream_run_tags, variant_settings
+from pipelines.common import (ROOT, atomic_dir, load_params, parser, record_path, run_stage, upstream_run_tags, variant_settings)
 from pipelines.sample import write_clips
 
 
@@ -74,4 +74,4 @@ def main() -> None:
         run.log_metrics(metrics)
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

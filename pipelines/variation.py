@@ -34,7 +34,7 @@ from musicdiff.tracking import stage_run
 from musicdiff.trained import TrainedVariant
 
 from pipelines import evaluation as ev
-from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, upstream_run_tags, variant_settings
+from pipelines.common import (ROOT, atomic_dir, load_params, parser, record_path, run_stage, upstream_run_tags, variant_settings)
 
 
 def main() -> None:
@@ -121,4 +121,4 @@ def _mel_distance(mel: MelTransform, out_dir, folder: str, rate: int) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -16,7 +16,7 @@ import soundfile as sf
 
 from hostile import SR, _music, make_hostile_folder
 from musicdiff.data.audio import BadAudioError
-from musicdiff.data.screening import (InputPolicy, Skip, TooManySkippedError, UnexpectedInputError,
+from musicdiff.data.screening import (CONTENT_REASONS, InputPolicy, Skip, TooManySkippedError, UnexpectedInputError,
                                       find_audio_files, screen_file)
 from musicdiff.evaluation.protocol import EvaluationProtocol
 
@@ -52,6 +52,14 @@ def test_the_policy_uses_or_skips_every_hostile_file_with_its_reason(hostile):
             assert error.path == str(f) and error.detail  # the skip names the file and says why
             skips.append(Skip(str(f), error.reason, error.detail))
     assert _outcomes(skips, used) == expected
+
+
+def test_an_evaluated_set_keeps_silent_dc_and_over_range_files_as_flags(hostile):
+    folder, expected = hostile
+    for name, (outcome, _) in expected.items():
+        if outcome in CONTENT_REASONS:
+            screened = screen_file(folder / name, SR, InputPolicy(), min_duration_s=0.73, evaluated=True)
+            assert outcome in screened.flags and np.isfinite(screened.audio).all()
 
 
 def test_a_used_file_gives_the_same_samples_as_load_audio(tmp_path):
@@ -111,7 +119,8 @@ def test_an_embedding_set_lists_what_it_skipped_and_refuses_a_set_that_lost_too_
     used = sorted(k for k, v in expected.items() if v[0] == "used")
     assert sorted({Path(n.split("#")[0]).name for n in embedded.names}) == used
     assert embedded.files == len(used) and inputs["total"] == len(expected)
-    assert inputs["flags"] == {"band_limited": 0, "multichannel": 1, "over_full_scale": 1, "dc_offset": 1, "clipped": 1}
+    assert inputs["flags"] == {"band_limited": 0, "multichannel": 1, "over_full_scale": 1, "dc_offset": 1, "clipped": 1,
+                               "silent": 0, "dc_only": 0, "over_range": 0}
     assert all(np.isfinite(c).all() for c in embedded.clips)
 
 
@@ -144,11 +153,16 @@ def test_musicdiff_fad_checks_every_folder_before_embedding_and_lists_the_skippe
     code, out, err = _fad([ref, folder, *common, "--max-skip-fraction", "1", "--format", "json"], capsys)
     assert code == 0
     result = json.loads(out)
-    skipped = {Path(s["path"]).name: s["reason"] for s in result["inputs"]["hostile"]["skipped"]}
-    assert skipped == {k: v[0] for k, v in expected.items() if v[0] != "used"}
-    assert "peak-1e6.wav: over_range" in err  # each skip on stderr too
+    inputs = result["inputs"]["hostile"]
+    skipped = {Path(s["path"]).name: s["reason"] for s in inputs["skipped"]}
+    # the evaluated folder is judged on what it holds: silence, DC and over-range are scored and flagged
+    content = {k for k, v in expected.items() if v[0] in CONTENT_REASONS}
+    assert content == {"silence.wav", "quiet -61dBFS.wav", "dc-only.wav", "peak-1e6.wav", "anti-phase.wav"}
+    assert skipped == {k: v[0] for k, v in expected.items() if v[0] not in ("used", *CONTENT_REASONS)}
+    assert inputs["flags"]["silent"] == 3 and inputs["flags"]["dc_only"] == 1 and inputs["flags"]["over_range"] == 1
+    assert "nan.wav: non_finite" in err  # each skip on stderr too
     (row,) = result["rows"]
-    used = sum(v[0] == "used" for v in expected.values())
+    used = sum(v[0] in ("used", *CONTENT_REASONS) for v in expected.values())
     assert row["reference"] == "ref" and np.isfinite(row["fad"]) and row["n_clips"] == used * 2  # 2 s: 2 clips each
 
 
@@ -213,6 +227,6 @@ def test_download_and_prepare_use_or_skip_every_hostile_file_naming_it(hostile, 
     assert flags["clipped.wav"] == "clipped" and flags["dc-offset.wav"] == "dc_offset"
     assert flags["eight-channels-96k.wav"] == "multichannel" and flags["peak-1.5.wav"] == "over_full_scale"
     assert result.skip_log.flags == {"band_limited": 0, "multichannel": 1, "over_full_scale": 1, "dc_offset": 1,
-                                     "clipped": 1}
+                                     "clipped": 1, "silent": 0, "dc_only": 0, "over_range": 0}
     row = result.manifest[result.manifest["track"].str.endswith("eight-channels-96k.wav")].iloc[0]
     assert row["source_sample_rate"] == 96000 and row["source_channels"] == 8

@@ -32,6 +32,13 @@ Policy, in the order the checks run (README "Bad input"):
   samples at or above ``clip_level`` (fraction of full scale, or of the peak when it is above full
   scale) is flagged ``clipped``;
 * **length**: shorter than the caller's minimum (an evaluation clip, a segment) is ``too_short``.
+
+Two roles. Data that defines a distribution (prepare's sets, reference sets) skips every reason above.
+An **evaluated** set (generated clips, an external system, the folder ``musicdiff fad`` scores) is
+judged on what the model made: ``silent``, ``dc_only`` and ``over_range`` (:data:`CONTENT_REASONS`)
+are then flags, counted and shown beside the score, and the clip is scored as generated; dropping
+them would flatter the model (and empty the study's noisy-sample analysis of its subject). Files
+that cannot be scored at all (unreadable, empty, NaN/inf, too short, ...) are skipped in both roles.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import numpy as np
 from musicdiff.data.audio import AUDIO_SUFFIXES, BadAudioError, decode_audio, downmix, resample, rms_dbfs
 
 __all__ = [
+    "CONTENT_REASONS",
     "FLAGS",
     "SKIP_REASONS",
     "InputPolicy",
@@ -64,6 +72,9 @@ SKIP_REASONS = ("dangling_link", "not_a_file", "no_permission", "empty", "unread
                 "non_finite", "over_range", "silent", "dc_only", "too_short")
 #: What a used file can be flagged with (counted per set, never a skip).
 FLAGS = ("band_limited", "multichannel", "over_full_scale", "dc_offset", "clipped")
+#: Content that an *evaluated* set (generated clips, an external system, the folder ``musicdiff fad``
+#: scores) keeps and flags instead of skipping: what a model generated is what is judged.
+CONTENT_REASONS = ("silent", "dc_only", "over_range")
 
 
 class TooManySkippedError(RuntimeError):
@@ -172,7 +183,7 @@ class SkipLog:
 
     name: str
     skips: list[Skip] = field(default_factory=list)
-    flags: dict[str, int] = field(default_factory=lambda: {f: 0 for f in FLAGS})
+    flags: dict[str, int] = field(default_factory=lambda: {f: 0 for f in FLAGS + CONTENT_REASONS})
     total: int = 0
 
     def skip(self, path, reason: str, detail: str = "") -> None:
@@ -260,7 +271,7 @@ def find_audio_files(folder, suffixes=AUDIO_SUFFIXES) -> tuple[list[Path], list[
 
 
 def screen_file(path, target_sr: int, policy: InputPolicy = InputPolicy(), min_duration_s: float = 0.0,
-                resampling=None) -> ScreenedAudio:
+                resampling=None, evaluated: bool = False) -> ScreenedAudio:
     """Decode ``path``, down-mix it to mono, resample it to ``target_sr`` Hz and apply the policy.
 
     The audio is exactly what :func:`musicdiff.data.audio.load_audio` returns (same decoder, channel
@@ -272,6 +283,8 @@ def screen_file(path, target_sr: int, policy: InputPolicy = InputPolicy(), min_d
         policy: thresholds (:class:`InputPolicy`).
         min_duration_s: shorter files (seconds, at their own rate) are ``too_short``.
         resampling: ``musicdiff.data.audio.Resampling`` (default the module's).
+        evaluated: the file belongs to an evaluated set: :data:`CONTENT_REASONS` become flags (see the
+            module docstring).
 
     Returns:
         :class:`ScreenedAudio`.
@@ -306,22 +319,27 @@ def screen_file(path, target_sr: int, policy: InputPolicy = InputPolicy(), min_d
     mono = downmix(data)
     peak = float(np.max(np.abs(data)))
     peak_dbfs = 20 * math.log10(peak) if peak > 0 else -math.inf
+    flags = []
+
+    def content(reason: str, detail: str) -> None:
+        if not evaluated:
+            raise BadAudioError(reason, detail, path)
+        flags.append(reason)
+
     if peak_dbfs > policy.max_peak_dbfs:
-        raise BadAudioError("over_range", f"peak {peak:.4g} ({peak_dbfs:+.1f} dBFS) > inputs.max_peak_dbfs "
-                                          f"{policy.max_peak_dbfs:+.1f} dBFS", path)
+        content("over_range", f"peak {peak:.4g} ({peak_dbfs:+.1f} dBFS) > inputs.max_peak_dbfs "
+                              f"{policy.max_peak_dbfs:+.1f} dBFS")
     level = rms_dbfs(mono)
+    mean = float(np.mean(mono, dtype=np.float64))
     if level < policy.silence_dbfs:
         detail = f"RMS {level:.1f} dBFS < {policy.silence_dbfs} dBFS"
         if channels > 1 and rms_dbfs(data) >= policy.silence_dbfs:
             detail += f"; its {channels} channels cancel in the mono downmix (anti-phase)"
-        raise BadAudioError("silent", detail, path)
-    mean = float(np.mean(mono, dtype=np.float64))
-    if rms_dbfs(mono - mean) < policy.silence_dbfs:
-        raise BadAudioError("dc_only", f"a constant {mean:+.4g} with nothing else above {policy.silence_dbfs} dBFS",
-                            path)
+        content("silent", detail)
+    elif rms_dbfs(mono - mean) < policy.silence_dbfs:
+        content("dc_only", f"a constant {mean:+.4g} with nothing else above {policy.silence_dbfs} dBFS")
     threshold = policy.clip_level * max(1.0, peak)
     clipped = float(np.count_nonzero(np.abs(data) >= threshold)) / data.size
-    flags = []
     if sr < target_sr:
         flags.append("band_limited")
     if channels > 2:

@@ -162,7 +162,7 @@ class ScreenedFiles:
 
 
 def screen_files(paths: list[Path], protocol: EvaluationProtocol, name: str, policy=None, listing_skips=(),
-                 progress: bool = False) -> ScreenedFiles:
+                 progress: bool = False, evaluated: bool = False) -> ScreenedFiles:
     """Screen audio files for one set under ``protocol`` with the bad-input policy
     (``musicdiff.data.screening``): each file is decoded once, checked and its evaluation clips counted;
     a file shorter than one clip (``protocol.clip_s`` seconds) is ``too_short``.
@@ -173,6 +173,8 @@ def screen_files(paths: list[Path], protocol: EvaluationProtocol, name: str, pol
         name: the set's name in messages.
         policy: ``musicdiff.data.screening.InputPolicy`` (default thresholds when None).
         listing_skips: ``Skip`` entries of a folder listing (``find_audio_files``), counted in the set.
+        evaluated: an evaluated set (generated clips, a system): silent, DC-only and over-range files are
+            flagged and scored instead of skipped (``musicdiff.data.screening``, "Two roles").
 
     Returns:
         :class:`ScreenedFiles`; nothing is checked against ``max_skip_fraction`` here (the caller calls
@@ -193,7 +195,8 @@ def screen_files(paths: list[Path], protocol: EvaluationProtocol, name: str, pol
     files = []
     for path in tqdm(paths, desc=f"check {name}", disable=not progress):
         try:
-            screened = screen_file(path, protocol.sample_rate, policy, min_duration_s=protocol.clip_s)
+            screened = screen_file(path, protocol.sample_rate, policy, min_duration_s=protocol.clip_s,
+                                   evaluated=evaluated)
         except BadAudioError as error:
             log.skip(path, error.reason, error.detail)
             continue
@@ -205,11 +208,11 @@ def screen_files(paths: list[Path], protocol: EvaluationProtocol, name: str, pol
 def embed_files(embedding, paths: list[Path], protocol: EvaluationProtocol | None, name: str,
                 cache_dir: Path | None = None, root: Path | None = None, max_clips: int | None = None,
                 seed: int = 0, progress: bool = True, policy=None,
-                screened: ScreenedFiles | None = None) -> EmbeddedSet:
+                screened: ScreenedFiles | None = None, evaluated: bool = False) -> EmbeddedSet:
     """Embed the evaluation clips of audio files ``paths`` under ``protocol`` (see the module docstring).
 
-    The files go through the bad-input policy first (:func:`screen_files`, or its result ``screened``
-    when the caller screened them already): skipped files are listed in the set's
+    The files go through the bad-input policy first (:func:`screen_files` in the role ``evaluated``, or
+    its result ``screened`` when the caller screened them already): skipped files are listed in the set's
     ``extra["inputs"]`` and the set stops with ``TooManySkippedError`` when more than
     ``policy.max_skip_fraction`` of them were skipped, before anything is embedded.
     ``max_clips`` keeps a seeded uniform subset of all the files' clips (without replacement, in file
@@ -234,7 +237,7 @@ def embed_files(embedding, paths: list[Path], protocol: EvaluationProtocol | Non
         return _embed_whole_files(embedding, paths, name, cache_dir, root, progress)
     spec = protocol.to_dict()
     policy = policy or InputPolicy()
-    screened = screened or screen_files(paths, protocol, name, policy)
+    screened = screened or screen_files(paths, protocol, name, policy, evaluated=evaluated)
     screened.log.check(policy.max_skip_fraction)
     files = screened.files
     if not files:

@@ -31,7 +31,7 @@ FIELDS = ("fad", "fad_ci_low", "fad_ci_high", "mean_term", "trace_term", "bootst
           "protocol_matched", "kad", "kad_ci_low", "kad_ci_high", "kad_bandwidth", "fad_inf", "fad_inf_ci_low",
           "fad_inf_ci_high", "fad_inf_slope", "fad_inf_r2", "fad_inf_pool", "fad_inf_min_subset", "fad_inf_reliable")
 COLUMNS = ["embedding", "system", "kind", "label", "variant", "sampler", "family", "headline", "reference", *FIELDS,
-           "flags", "fad_inf_note", "skipped_files", "input_files", "provenance"]
+           "flags", "fad_inf_note", "skipped_files", "input_files", "flagged_content", "provenance"]
 
 
 def system_label(tags: dict) -> str:
@@ -54,6 +54,13 @@ def provenance(tags: dict) -> str:
     return f"{kind}: {what}".strip(": ")
 
 
+def _flagged_content(metrics: dict) -> str:
+    """``"3 silent, 1 over_range"``: files of an evaluated set scored although silent, DC-only or over range."""
+    counts = {k.split("/", 1)[1]: int(v) for k, v in metrics.items()
+              if k in ("flagged/silent", "flagged/dc_only", "flagged/over_range") and v}
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+
+
 def scores_frame(runs: list[dict]) -> pd.DataFrame:
     """Long table: one row per (embedding, evaluation set, reference set) of the evaluate and floor runs,
     with every number of ``musicdiff.evaluation.Score.metrics`` and the flags."""
@@ -71,6 +78,7 @@ def scores_frame(runs: list[dict]) -> pd.DataFrame:
                          "headline": t.get("headline") == "true", "reference": ref,
                          **{f: m.get(prefix + f) for f in FIELDS},
                          "skipped_files": m.get("skipped_files"), "input_files": m.get("input_files"),
+                         "flagged_content": _flagged_content(m),
                          "provenance": provenance(t),
                          "flags": t.get(prefix + "flags", ""), "fad_inf_note": t.get(prefix + "fad_inf_unreliable", "")
                          or t.get(prefix + "fad_inf_missing", "")})
@@ -165,10 +173,12 @@ def score_sections(frame: pd.DataFrame, reference_order: list[str] | None = None
 
 
 def _skipped(row) -> str:
-    """``k of n`` files the bad-input policy skipped (empty when the record predates the policy)."""
+    """``k of n`` files the bad-input policy skipped, and the files scored although silent, DC-only or over
+    range (empty when the record predates the policy)."""
     if row.get("skipped_files") is None or pd.isna(row.get("skipped_files")):
         return ""
-    return f"{int(row['skipped_files'])} of {int(row['input_files'])}"
+    flagged = row.get("flagged_content") or ""
+    return f"{int(row['skipped_files'])} of {int(row['input_files'])}" + (f"; scored: {flagged}" if flagged else "")
 
 
 def reference_sizes(frame: pd.DataFrame, reference_order: list[str] | None = None,
@@ -205,7 +215,8 @@ def scores_markdown(frame: pd.DataFrame, protocol: dict, not_run: dict[str, str]
         "way, alone and through a family's decoder alone: what the decoder costs real music, a reference point "
         "rather than a bound (Griffin-Lim for mel, DiT and text-conditioned mel; VAE for latent; the real clips for "
         "waveform). Rows marked `(external)` are systems from outside the suite (params.yaml `systems`), scored the "
-        "same way; `skipped files` counts the files the bad-input policy left out of each set (README \"Bad input\").",
+        "same way; `skipped files` counts the files the bad-input policy left out of each set, and names the files scored "
+        "although silent, DC-only or over range (an evaluated set is judged on what it holds; README \"Bad input\").",
         "",
         "Marks:", "", *[f"- `{mark}` {text}." for mark, text in MARKS.items()], ""]
     body = [f"## {heading}\n\n{table.to_markdown(index=False)}\n" for heading, table in sections]
