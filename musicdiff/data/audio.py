@@ -18,6 +18,9 @@ faster than the 6-zero-crossing Hann sinc and far more accurate: largest error o
 a 0.5-amplitude sweep up to 0.8 x the output Nyquist frequency 1.8e-4 / 3.3e-7 /
 9.7e-5 against 2.9e-2 for the sinc (whose passband already droops 3e-3 at 0.6 x
 Nyquist), and a tone at 1.15 x Nyquist aliases at -138 to -143 dB against -20 dB.
+The switch moves MusiCNN embeddings of fadtk's 23 music clips (48k->16k) by a mean
+|difference| of 0.019 (embedding std 0.58; cosine >= 0.982) and their MusicGen-vs-Mubert
+FAD from 47.3 to 49.0: the sinc's droop and aliasing in the top mel bands.
 """
 
 from __future__ import annotations
