@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -76,13 +76,17 @@ def float16_effect(ref_frames: np.ndarray, eval_frames: np.ndarray) -> tuple[flo
 
 @dataclass(frozen=True)
 class ThroughputComparison:
-    """Seconds of audio embedded per wall-clock second, through musicdiff and through fadtk."""
+    """Seconds of audio embedded per wall-clock second, through musicdiff and through fadtk.
+
+    ``stages``: musicdiff's seconds per stage (``embed_files``'s ``timings``: ``decode_s`` and
+    ``resample_s`` summed over its decoding threads, which overlap ``embed_s``, the network)."""
 
     embedding: str
     clips: int
     audio_s: float
     ours_s: float
     fadtk_s: float
+    stages: dict = field(default_factory=dict)
 
     @property
     def ours_x_realtime(self) -> float:
@@ -117,7 +121,9 @@ def compare_throughput(embedding, loader, files: list[Path], audio_s: float) -> 
     object ``embedding``, no cache) and with fadtk's ``FrechetAudioDistance.cache_embedding_file``
     (``loader``: a fadtk ``ModelLoader`` whose model is the same network, already loaded), each on
     its own fresh copy of the files so neither finds the other's caches. Decoding, resampling and
-    writing the results are included on both sides, as a user would run them. Give WAV files: fadtk
+    writing the results are included on both sides, as a user would run them. musicdiff embeds whole
+    files (``protocol`` None, as fadtk sees them) through the same fast path as protocol clips:
+    decoding in threads beside the network, many files per forward pass. Give WAV files: fadtk
     hands other formats to FFmpeg. Raises :class:`FadtkCannotDecode` when fadtk has no decoder here."""
     import fadtk.fad
     from fadtk.fad import FrechetAudioDistance
@@ -133,8 +139,10 @@ def compare_throughput(embedding, loader, files: list[Path], audio_s: float) -> 
             for f in files:
                 shutil.copy(f, folder / Path(f).name)
         ours_files = sorted(ours_dir.iterdir())
+        stages: dict = {}
         start = time.perf_counter()
-        embed_files(embedding, ours_files, None, "bench", cache_dir=None, progress=False)  # whole files, as fadtk
+        embed_files(embedding, ours_files, None, "bench", cache_dir=None, progress=False,
+                    timings=stages)  # whole files, as fadtk
         ours_s = time.perf_counter() - start
         fad = FrechetAudioDistance(loader, audio_load_worker=1, load_model=False)
         fad.loaded = True
@@ -144,4 +152,5 @@ def compare_throughput(embedding, loader, files: list[Path], audio_s: float) -> 
             fad.cache_embedding_file(f)
         fadtk_s = time.perf_counter() - start
     return ThroughputComparison(embedding=embedding.name, clips=len(files), audio_s=audio_s, ours_s=ours_s,
-                                fadtk_s=fadtk_s)
+                                fadtk_s=fadtk_s, stages={k: float(v) for k, v in stages.items()
+                                                         if k in ("decode_s", "resample_s", "embed_s")})

@@ -4,7 +4,8 @@ shipped FMA-Pop statistics). Logs one MLflow run; the report writes reports/tabl
 Metrics: ``frechet/<pair>/{ours,fadtk,abs_diff,ours_s,fadtk_s,dim}`` for FAD from the same
 statistics; ``float16/{fad_float32,fad_float16}`` for fadtk's float16 storage of embeddings;
 ``throughput/<embedding>/{ours_x_realtime,fadtk_x_realtime,ours_s,fadtk_s,audio_s,clips}`` for the
-same network embedded through both pipelines (MusiCNN runs in fadtk's pipeline as a fadtk
+same network embedded through both pipelines (and musicdiff's stages ``ours_decode_s``, ``ours_resample_s``
+summed over its decoding threads, ``ours_embed_s`` the network) (MusiCNN runs in fadtk's pipeline as a fadtk
 ``ModelLoader``); an embedding whose weights are missing is tagged ``throughput/<embedding>/skipped``.
 """
 
@@ -100,7 +101,7 @@ def main() -> None:
             metrics.update({f"throughput/{name}/{k}": v for k, v in
                             {"ours_x_realtime": result.ours_x_realtime, "fadtk_x_realtime": result.fadtk_x_realtime,
                              "ours_s": result.ours_s, "fadtk_s": result.fadtk_s, "audio_s": result.audio_s,
-                             "clips": result.clips}.items()})
+                             "clips": result.clips, **{f"ours_{k}": v for k, v in result.stages.items()}}.items()})
             run.set_tags({f"throughput/{name}/weights": weights})
         run.log_metrics(metrics)
 

@@ -9,7 +9,18 @@ ffmpeg/GStreamer the system has).
 
 Resampling uses :func:`torchaudio.functional.resample` with the parameters in
 :data:`RESAMPLING`, fixed here (not left to library defaults) so that a clip is
-byte-for-byte reproducible across torchaudio versions that change defaults.
+byte-for-byte reproducible across torchaudio versions that change defaults; data
+preparation and training use it. The evaluation protocol (everything that is
+embedded) uses :data:`SOXR_HQ`, libsoxr's "HQ" polyphase resampler, chosen by
+measurement (sine sweeps against the exact band-limited signal, 10 s, 2 threads,
+under load): at 44.1k->16k, 48k->16k and 48k->22.05k soxr HQ is 3 to 10 times
+faster than the 6-zero-crossing Hann sinc and far more accurate: largest error of
+a 0.5-amplitude sweep up to 0.8 x the output Nyquist frequency 1.8e-4 / 3.3e-7 /
+9.7e-5 against 2.9e-2 for the sinc (whose passband already droops 3e-3 at 0.6 x
+Nyquist), and a tone at 1.15 x Nyquist aliases at -138 to -143 dB against -20 dB.
+The switch moves MusiCNN embeddings of fadtk's 23 music clips (48k->16k) by a mean
+|difference| of 0.019 (embedding std 0.58; cosine >= 0.982) and their MusicGen-vs-Mubert
+FAD from 47.3 to 49.0: the sinc's droop and aliasing in the top mel bands.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ __all__ = [
     "BadAudioError",
     "RESAMPLING",
     "Resampling",
+    "SOXR_HQ",
     "decode_audio",
     "downmix",
     "load_audio",
@@ -74,21 +86,38 @@ class BadAudioError(ValueError):
 
 @dataclass(frozen=True)
 class Resampling:
-    """Parameters of the band-limited sinc resampler (torchaudio.functional.resample).
+    """Parameters of a band-limited resampler.
 
-    The values are torchaudio's documented defaults, written out so they cannot
-    drift: a Hann-windowed sinc kernel with 6 zero crossings on each side
-    (``lowpass_filter_width``) and its cut-off at 0.99 of the lower Nyquist
-    frequency (``rolloff``).  ``beta`` is only used by ``"sinc_interp_kaiser"``.
+    ``method`` ``"sinc_interp_hann"`` or ``"sinc_interp_kaiser"``: torchaudio.functional.resample; the
+    default values are torchaudio's documented defaults, written out so they cannot drift: a
+    Hann-windowed sinc kernel with 6 zero crossings on each side (``lowpass_filter_width``) and its
+    cut-off at 0.99 of the lower Nyquist frequency (``rolloff``).  ``beta`` is only used by
+    ``"sinc_interp_kaiser"``.
+
+    ``method`` ``"soxr"``: libsoxr through python-soxr (``soxr.resample``) at ``quality`` (``"HQ"``,
+    ``"VHQ"``, ...); the other fields are not used.
     """
 
     method: str = "sinc_interp_hann"
     lowpass_filter_width: int = 6
     rolloff: float = 0.99
     beta: float | None = None
+    quality: str | None = None
+
+    def describe(self) -> str:
+        """The resampler as one string for cache keys and set metadata; for soxr it names the
+        python-soxr version (another libsoxr may round differently)."""
+        if self.method == "soxr":
+            import soxr
+
+            return f"soxr {self.quality} (python-soxr {soxr.__version__})"
+        return (f"torchaudio {self.method} lowpass_filter_width={self.lowpass_filter_width} "
+                f"rolloff={self.rolloff} beta={self.beta}")
 
 
 RESAMPLING = Resampling()
+#: libsoxr "HQ": the evaluation protocol's resampler (``EvaluationProtocol.resampling``; module docstring).
+SOXR_HQ = Resampling(method="soxr", quality="HQ")
 
 
 def resample(x: np.ndarray, orig_sr: int, target_sr: int, params: Resampling = RESAMPLING) -> np.ndarray:
@@ -100,11 +129,17 @@ def resample(x: np.ndarray, orig_sr: int, target_sr: int, params: Resampling = R
         params: resampler settings (default :data:`RESAMPLING`).
 
     Returns:
-        float32 array of shape ``(ceil(samples * target_sr / orig_sr),)``.
+        float32 array of shape ``(ceil(samples * target_sr / orig_sr),)`` for torchaudio's methods,
+        ``(round(samples * target_sr / orig_sr),)`` (rounding halves down) for soxr; ``x`` itself
+        (as float32) when the rates agree.
     """
     x = np.asarray(x, dtype=np.float32)
     if int(orig_sr) == int(target_sr):
         return x
+    if params.method == "soxr":
+        import soxr
+
+        return np.asarray(soxr.resample(x, int(orig_sr), int(target_sr), params.quality), dtype=np.float32)
     import torch
     import torchaudio.functional as AF
 

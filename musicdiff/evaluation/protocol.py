@@ -5,7 +5,10 @@ like (Gui et al. 2024, "Adapting Frechet Audio Distance for Generative Music Eva
 recommend matched durations):
 
 1. decode, down-mix (channel mean) and resample to ``sample_rate`` (Hz) with
-   ``musicdiff.data.audio.load_audio``;
+   ``musicdiff.data.audio.load_audio`` and the protocol's resampler (:attr:`EvaluationProtocol.resampling`:
+   libsoxr HQ, ``musicdiff.data.audio.SOXR_HQ``; the same resampler takes each clip on to the embedding's
+   rate). Protocol version 2 switched it from torchaudio's sinc (version 1) by measurement (see
+   ``musicdiff.data.audio``); sets of the two versions are refused as incomparable;
 2. cut into clips of exactly ``clip_s`` seconds (``clip_samples = round(clip_s * sample_rate)``),
    non-overlapping, starting at 0; the incomplete tail is dropped. A file shorter than one clip is
    an error (``BadAudioError("too_short")`` naming it), never padded: padding would change what the
@@ -30,7 +33,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 SEGMENTATION = "non-overlapping clips of clip_s from the start, tail dropped, no padding"
 
 
@@ -82,10 +85,18 @@ class EvaluationProtocol:
             n = min(n, self.max_clips_per_file)
         return audio[: n * self.clip_samples].reshape(n, self.clip_samples)
 
+    @property
+    def resampling(self):
+        """The resampler of every evaluation clip (``musicdiff.data.audio.Resampling``): to
+        ``sample_rate`` from the file's rate, and from there to the embedding's rate."""
+        from musicdiff.data.audio import SOXR_HQ
+
+        return SOXR_HQ
+
     def to_dict(self) -> dict:
         """Every setting that shapes a clip (it goes into embedding-cache keys and set metadata)."""
         return {**asdict(self), "clip_samples": self.clip_samples, "segmentation": SEGMENTATION,
-                "downmix": "channel mean", "resampler": "musicdiff.data.audio.RESAMPLING", "version": PROTOCOL_VERSION}
+                "downmix": "channel mean", "resampler": self.resampling.describe(), "version": PROTOCOL_VERSION}
 
     @classmethod
     def from_params(cls, section: dict) -> "EvaluationProtocol":

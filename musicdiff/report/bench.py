@@ -34,13 +34,21 @@ def bench_frames(runs: list[dict]) -> dict[str, pd.DataFrame]:
     throughput = pd.DataFrame([
         {"embedding": name, "weights": t.get(f"throughput/{name}/weights", ""), "clips": int(v["clips"]),
          "audio (s)": v["audio_s"], "musicdiff (x real time)": v["ours_x_realtime"],
-         "fadtk (x real time)": v["fadtk_x_realtime"], "speed-up": v["fadtk_s"] / v["ours_s"]}
+         "fadtk (x real time)": v["fadtk_x_realtime"], "speed-up": v["fadtk_s"] / v["ours_s"],
+         **_stage_columns(v)}
         for name, v in sorted(grouped("throughput").items())])
     skipped = pd.DataFrame([{"embedding": key.split("/")[1], "skipped": value} for key, value in sorted(t.items())
                             if key.startswith("throughput/") and key.endswith("/skipped")])
     return {"frechet": frechet, "float16": float16, "throughput": throughput, "skipped": skipped,
             "setup": pd.DataFrame([{"repeats": p.get("repeats"), "threads": p.get("threads"),
                                     "device": t.get("device", "")}])}
+
+
+def _stage_columns(v: dict) -> dict:
+    """musicdiff's seconds per stage of one throughput row (runs before the stages were logged have none)."""
+    names = {"ours_decode_s": "decode (s, threads)", "ours_resample_s": "resample (s, threads)",
+             "ours_embed_s": "network (s)"}
+    return {label: v[key] for key, label in names.items() if key in v}
 
 
 def bench_markdown(tables: dict[str, pd.DataFrame]) -> str:
@@ -64,7 +72,9 @@ def bench_markdown(tables: dict[str, pd.DataFrame]) -> str:
         parts += ["## Embedding throughput of the same network", "",
                   "fadtk's 23 ten-second clips embedded from scratch (decode, resample, embed, write) through "
                   "musicdiff's `embed_files` and fadtk's `cache_embedding_file`, with the same model object. "
-                  "MusiCNN runs in fadtk's pipeline as a fadtk `ModelLoader` around musicdiff's network.", "",
+                  "MusiCNN runs in fadtk's pipeline as a fadtk `ModelLoader` around musicdiff's network. "
+                  "musicdiff decodes and resamples in threads beside the network (their seconds are summed over "
+                  "the threads and overlap the network's) and embeds many files per forward pass.", "",
                   tables["throughput"].to_markdown(index=False, floatfmt=".4g"), ""]
     if len(tables["skipped"]):
         parts += ["Not measured (weights missing; `musicdiff weights` lists them):", "",
