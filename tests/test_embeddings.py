@@ -9,7 +9,6 @@ import pytest
 from musicdiff.data.screening import TooManySkippedError
 import soundfile as sf
 
-from musicdiff.data.audio import BadAudioError
 from musicdiff.evaluation.protocol import EvaluationProtocol, ProtocolMismatchError, independent_frames
 from musicdiff.evaluation.sets import EmbeddedSet, embed_files
 from musicdiff.metrics.embeddings import LogMelStats, cache_key, get_embedding
