@@ -84,7 +84,7 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
     params["floors"]["decoders"] = {"real-griffin-lim": {"decoder": "features/mel-32x32", "label": "real via Griffin-Lim"},
                                     "real-vae": {"decoder": "latents/vae-32x32", "label": "real via VAE"}}
     params["floors"]["max_clips"] = 6
-    params["speed"].update({"repeats": 3, "warmup": 1})
+    params["speed"].update({"repeats": 5, "warmup": 1})
     params["evaluation"].update({"clip_s": 0.35, "n_bootstrap": 10, "max_reference_clips": 20})
     params["embed"]["embeddings"] = ["musicnn", "logmel-stats"]
     # The analyses: FAD at checkpoints 3 and 6 of the mel model, FAD vs n on the latent model's 4 clips,
