@@ -108,9 +108,12 @@ STAGES: dict[str, dict] = {
         deps=["data/models/${item.variant}"],
         params=["sample", "samples.${key}", "samplers.${item.sampler}", "decode"],
         outs=["data/samples/${key}"], record="metrics/sample/${key}.json"),
-    "speed": dict(  # one process times every variant, one after the other (a record each)
+    "speed": dict(  # one process times every variant, one after the other (a record each), then on CUDA
+        # the paper profile's [256, 256] mel UNet (untrained: its architecture from the profile file)
         script="pipelines.speed", cmd="python -m pipelines.speed",
-        deps=["data/models"], params=["variants", "speed", "samplers", "decode"], outs=[{"metrics/speed": {"cache": False}}]),
+        deps=["data/models", "pipelines/profiles/paper.yaml"],
+        params=["variants", "speed", "samplers", "decode", "audio", "mel", "schedule"],
+        outs=[{"metrics/speed": {"cache": False}}]),
     "weights": dict(
         script="pipelines.weights", cmd="python -m pipelines.weights",
         params=["embed.embeddings"], outs=["data/weights"], record="metrics/weights/all.json"),

@@ -84,7 +84,7 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
     params["floors"]["decoders"] = {"real-griffin-lim": {"decoder": "features/mel-32x32", "label": "real via Griffin-Lim"},
                                     "real-vae": {"decoder": "latents/vae-32x32", "label": "real via VAE"}}
     params["floors"]["max_clips"] = 6
-    params["speed"].update({"repeats": 3, "warmup": 1})
+    params["speed"].update({"repeats": 5, "warmup": 1})
     params["evaluation"].update({"clip_s": 0.35, "n_bootstrap": 10, "max_reference_clips": 20})
     params["embed"]["embeddings"] = ["musicnn", "logmel-stats"]
     # The analyses: FAD at checkpoints 3 and 6 of the mel model, FAD vs n on the latent model's 4 clips,
@@ -207,6 +207,7 @@ def test_listing_an_embedding_without_weights_stops_the_weights_stage_naming_the
 
 def test_speed_table_has_every_variant_and_sampler(workspace):
     import pandas as pd
+    import torch
 
     root, _ = workspace
     speed = pd.read_csv(root / "reports" / "tables" / "speed.csv")
@@ -216,7 +217,10 @@ def test_speed_table_has_every_variant_and_sampler(workspace):
     assert models.loc["waveform-8192", "Resolution"] == "[1, 8192]"
     for sampler, steps in (("ddpm", 4), ("ddim2", 2)):
         assert (models[f"{sampler} ({steps} steps) denoise"] > 0).all()
-    assert (models["Timed runs (median of)"] == 3).all()
+    assert (models["Timed runs (median of)"] == 5).all() and (models["Threads"] >= 1).all()
+    assert (models["ddim2/ddpm step ratio"] == 0.5).all() and set(models["Ratio check"]) <= {"ok", *(f"¶{i}" for i in range(1, 6))}
+    text = (root / "reports" / "tables" / "speed.md").read_text()
+    assert "## GPU, paper size" in text and ("Not timed: no CUDA device" in text) != torch.cuda.is_available()
     assert (models.loc["waveform-8192", ["ddpm decode", "ddim2 decode"]] < 0.01).all()  # nothing to decode
     assert (models.loc["mel-32x32", ["ddpm decode"]] > 0).all()  # Griffin-Lim
 
@@ -285,10 +289,10 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     runs = [r for r in everything if r.data.tags.get("stage") not in ("repro", "report")]  # parent, report
     names = {r.info.run_name for r in runs}
     records = sorted((root / "metrics").rglob("*.json"))
-    # download, prepare (3 sets), features 2, text_features, vae, train 5, sample 10, speed 5 (one stage),
+    # download, prepare (3 sets), features 2, text_features, vae, train 5, sample 10, speed 5 + GPU paper size (one stage),
     # weights, reference 4 (one stage), evaluate 10, floors 3 (one stage), compare, filter, outliers, steps,
     # sample_size, variation 2, text_conditioning, sensitivity: one run and record each
-    assert len(runs) == len(records) == 3 + 3 + 2 + 1 + 1 + 5 + 10 + 5 + 1 + 4 + 10 + 3 + 1 + 1 + 1 + 1 + 1 + 2 + 1 + 1
+    assert len(runs) == len(records) == 3 + 3 + 2 + 1 + 1 + 5 + 10 + 6 + 1 + 4 + 10 + 3 + 1 + 1 + 1 + 1 + 1 + 2 + 1 + 1
     assert "evaluate@mel-32x32-ddpm" in names and "train@waveform-8192" in names and "floor@real-vae" in names
     assert "speed@dit-32x32" in names and "reference@band" in names
     run = next(r for r in runs if r.info.run_name == "evaluate@latent-32x32-ddim2")

@@ -87,7 +87,7 @@ def _headline_tables(runs: list[dict], tables: Path, orders: dict, protocol: dic
     from musicdiff.report.bench import bench_frames, bench_markdown
     from musicdiff.report.render import latex, write_table
     from musicdiff.report.scores import scores_frame, scores_markdown
-    from musicdiff.report.tables import speed_frame, speed_markdown
+    from musicdiff.report.tables import gpu_paper_frame, speed_frame, speed_markdown, speed_notes
 
     written = []
     scores = scores_frame(runs)
@@ -118,10 +118,19 @@ def _headline_tables(runs: list[dict], tables: Path, orders: dict, protocol: dic
                                [("Start-up per stage kind", startup)], startup, floatfmt=".2f")
     speed = speed_frame(runs, orders["sampler_order"])
     if len(speed):
-        write_text(tables / "speed.md", speed_markdown(speed))
+        gpu, gpu_line = gpu_paper_frame(runs)
+        write_text(tables / "speed.md", speed_markdown(speed, (gpu, gpu_line)))
         write_text(tables / "speed.csv", speed.to_csv(index=False))
-        write_text(tables / "speed.tex", latex("Speed", [("Speed", speed)]))
+        sections = [("Speed", speed.drop(columns=["Ratio check reason"], errors="ignore"))]
+        notes = speed_notes(speed)
+        if notes:
+            sections.append(("Ratio check", pd.DataFrame({"Ratio check": notes})))
+        sections.append(("GPU, paper size", gpu if len(gpu) else pd.DataFrame({"GPU, paper size": [gpu_line]})))
+        write_text(tables / "speed.tex", latex("Speed", sections))
         written += [tables / "speed.md", tables / "speed.csv", tables / "speed.tex"]
+        if len(gpu):
+            write_text(tables / "speed_gpu.csv", gpu.to_csv(index=False))
+            written.append(tables / "speed_gpu.csv")
     bench = bench_frames(runs)
     if bench:
         write_text(tables / "bench.md", bench_markdown(bench))
@@ -241,8 +250,11 @@ DESCRIPTIONS = {
     "startup.tex": "The start-up table as LaTeX.",
     "speed.md": "The study's speed table: parameters, size, clip length, training time per step and, for "
                 "each sampler, seconds per second of generated audio (denoising and decoding apart, median "
-                "of timed runs), with device and threads.",
-    "speed.csv": "The speed table as CSV.",
+                "of timed runs), with device, threads and inference batch; the DDIM/DDPM wall ratio beside "
+                "the step ratio, marked with the logged reason where they disagree; and the GPU, paper size "
+                "block (the study's [256, 256] mel UNet beside the study's numbers, or why it was not timed).",
+    "speed.csv": "The speed table as CSV (with the ratio-check reasons).",
+    "speed_gpu.csv": "The GPU, paper size block as CSV (written when a CUDA device timed it).",
     "speed.tex": "The speed table as LaTeX.",
     "bench.md": "musicdiff against fadtk on the same inputs: Frechet distance agreement and time, the effect of "
                 "fadtk's float16 embedding storage, and embedding throughput of the same network.",
