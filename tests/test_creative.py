@@ -11,8 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 from creative_models import SR, train_folder
+from hostile import make_hostile_folder
 
 from musicdiff import creative
+from musicdiff.cli import main
 from musicdiff.features.mel import MelConfig, MelTransform
 from musicdiff.trained import TrainedVariant, infer_family
 
@@ -158,6 +160,7 @@ def test_cli_varies_a_wav_and_records_how(models, fadtk_clips, tmp_path):
     assert record["tool"] == "vary" and record["family"] == "latent" and record["settings"]["timestep"] == 500
     assert len(record["model_weights_sha256"]) == 64 and len(record["input_sha256"]) == 64
     assert "torch" in record["versions"] and len(source_audio) == 96000
+    assert record["peak"] == pytest.approx(np.abs(audio).max(), rel=1e-4) and isinstance(record["over_full_scale"], bool)
     short = tmp_path / "short.wav"
     sf.write(short, np.zeros(100, dtype=np.float32) + 0.1, SR)
     done = subprocess.run([*cli, "inpaint", str(models["mel"]), str(short), "--start", "0", "--end", "0.001",
@@ -167,3 +170,154 @@ def test_cli_varies_a_wav_and_records_how(models, fadtk_clips, tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(sf.read(tmp_path / "loop.wav")[0]) == 32 * 256
+
+
+def _cli(argv: list) -> int:
+    """``musicdiff ARGV`` in this process: its return value, or the status argparse exits with."""
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exit:
+        return exit.code
+
+
+def _must_not_load(*args, **kwargs):
+    raise AssertionError("the model was loaded although the arguments are bad")
+
+
+def _one_error_line(err: str, tool: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"musicdiff {tool}: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+BAD_ARGUMENTS = [
+    *[("vary", ["--timestep", "500", "--steps", v], "--steps") for v in ("0", "-1", "nan")],
+    *[("vary", ["--strength", v], "--strength") for v in ("0", "-0.5", "nan", "1", "inf")],
+    *[("generate", ["--seconds", v], "--seconds") for v in ("0", "-3", "nan", "inf")],
+    *[("continue", ["--seconds", v], "--seconds") for v in ("0", "-3", "nan")],
+    ("generate", ["-n", "0"], "-n"),
+    ("generate", ["--guidance-scale", "nan"], "--guidance-scale"),
+    ("generate", ["--seed", "-1"], "--seed"),
+    ("vary", ["--timestep", "0"], "--timestep"),
+    ("vary", ["--strength", "0.5", "--eta", "nan"], "--eta"),
+    ("inpaint", ["--start", "1", "--end", "1"], "--end"),
+    ("inpaint", ["--start", "nan", "--end", "1"], "--start"),
+    ("continue", ["--seconds", "1", "--context", "1"], "--context"),
+    ("loop", ["--seam", "0"], "--seam"),
+]
+
+
+@pytest.mark.parametrize("tool, extra, flag", BAD_ARGUMENTS)
+def test_cli_refuses_bad_arguments_before_loading_the_model(tool, extra, flag, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(TrainedVariant, "load", _must_not_load)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.sin(np.arange(SR) * 0.05).astype(np.float32) * 0.3, SR)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    inputs = [wav] if tool in ("vary", "inpaint", "continue") else []
+    assert _cli([tool, tmp_path, *inputs, *extra, "--out", out_dir / "x.wav"]) == 2
+    assert f"argument {flag}:" in _one_error_line(capsys.readouterr().err, tool)
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["out is a directory", "out under a file", "an output of -n is a directory",
+                                  "no model folder", "no input", "input is a directory"])
+def test_cli_refuses_bad_paths_before_loading_the_model(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(TrainedVariant, "load", _must_not_load)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.sin(np.arange(SR) * 0.05).astype(np.float32) * 0.3, SR)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    model, source, out, extra, expected = tmp_path, wav, out_dir / "x.wav", [], "argument --out:"
+    if case == "out is a directory":
+        out = out_dir
+    elif case == "out under a file":
+        out = wav / "x.wav"
+    elif case == "an output of -n is a directory":
+        (out_dir / "x_1.wav").mkdir()
+        extra = ["-n", "2"]
+    elif case == "no model folder":
+        model, expected = tmp_path / "no-model", "argument model:"
+    elif case == "no input":
+        source, expected = tmp_path / "missing.wav", "argument input: no such file"
+    else:
+        source, expected = out_dir, "not_a_file"
+    tool = "generate" if extra else "vary"
+    argv = [tool, model, *extra] if extra else [tool, model, source, "--strength", "0.5"]
+    before = sorted(out_dir.iterdir())
+    assert _cli([*argv, "--out", out]) == 2
+    assert expected in _one_error_line(capsys.readouterr().err, tool)
+    assert sorted(out_dir.iterdir()) == before
+
+
+def test_cli_refuses_or_uses_every_hostile_input(models, tmp_path, capsys):
+    """``vary`` on each file of the shared hostile folder: refused ones exit 2 with the policy's reason and
+    the file's name, in one line, leaving nothing; used ones write the WAV and its sidecar, flags warned."""
+    expect = make_hostile_folder(tmp_path / "hostile")
+    for name, (outcome, flags) in sorted(expect.items()):
+        out_dir = tmp_path / "out" / name
+        out_dir.mkdir(parents=True)
+        code = _cli(["vary", models["mel"], tmp_path / "hostile" / name, "--timestep", "500", "--steps", "4",
+                     "--out", out_dir / "varied.wav"])
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err + captured.out, name
+        if outcome == "used":
+            assert code == 0, (name, captured.err)
+            assert sorted(p.name for p in out_dir.iterdir()) == ["varied.wav", "varied.wav.json"], name
+            for flag in flags:
+                assert f"musicdiff vary: warning: {tmp_path / 'hostile' / name}: flagged" in captured.err
+                assert flag in captured.err, (name, captured.err)
+        else:
+            assert code == 2, (name, captured.err)
+            line = _one_error_line(captured.err, "vary")
+            assert f"{name}: {outcome}" in line, (name, line)
+            assert list(out_dir.iterdir()) == [], name
+
+
+def _fake_generate(clips: torch.Tensor):
+    return lambda *args, **kwargs: clips.clone()
+
+
+def test_cli_keeps_a_peak_above_full_scale_and_says_so(models, tmp_path, capsys, monkeypatch):
+    clip = 0.5 * torch.sin(torch.arange(8192) * 0.05)
+    clip[100] = 5.3
+    monkeypatch.setattr(creative, "generate", _fake_generate(torch.stack([clip, clip / 10])))
+    out = tmp_path / "loud.wav"
+    assert _cli(["generate", models["mel"], "-n", "2", "--out", out]) == 0
+    err = capsys.readouterr().err
+    assert f"musicdiff generate: warning: {tmp_path / 'loud_0.wav'}: peak 5.3 (+14.5 dBFS) is above full scale" in err
+    assert "loud_1.wav" not in err
+    audio, rate = sf.read(tmp_path / "loud_0.wav")
+    assert rate == SR and np.abs(audio).max() == pytest.approx(5.3)  # float WAV, not clipped
+    loud, quiet = (json.loads((tmp_path / f"loud_{i}.wav.json").read_text()) for i in range(2))
+    assert loud["over_full_scale"] is True and loud["peak"] == pytest.approx(5.3)
+    assert loud["peak_dbfs"] == pytest.approx(14.49, abs=0.01)
+    assert quiet["over_full_scale"] is False and quiet["peak_dbfs"] == pytest.approx(-5.51, abs=0.01)
+
+
+def test_cli_writes_nothing_for_non_finite_audio_or_a_failed_write(models, tmp_path, capsys, monkeypatch):
+    import musicdiff.data.audio
+
+    clip = 0.5 * torch.sin(torch.arange(8192) * 0.05)
+    bad = clip.clone()
+    bad[7] = float("nan")
+    monkeypatch.setattr(creative, "generate", _fake_generate(torch.stack([clip, bad])))
+    assert _cli(["generate", models["mel"], "-n", "2", "--out", tmp_path / "x.wav"]) == 2
+    assert "1 NaN or infinite samples" in _one_error_line(capsys.readouterr().err, "generate")
+    assert list(tmp_path.iterdir()) == []
+
+    write = musicdiff.data.audio.write_float_wav
+    calls = []
+
+    def full_disk(path, x, sr):  # the second WAV fails half-written, as on a full disk
+        calls.append(path)
+        write(path, x[: len(x) // 2], sr)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(musicdiff.data.audio, "write_float_wav", full_disk)
+    monkeypatch.setattr(creative, "generate", _fake_generate(torch.stack([clip, clip])))
+    assert _cli(["generate", models["mel"], "-n", "2", "--out", tmp_path / "x.wav"]) == 2
+    assert "No space left on device" in _one_error_line(capsys.readouterr().err, "generate")
+    assert len(calls) == 2 and list(tmp_path.iterdir()) == []  # the first clip's files are not left either

@@ -10,9 +10,9 @@ know stops the run with the file named (:class:`UnexpectedInputError`) instead o
 
 Policy, in the order the checks run (README "Bad input"):
 
-* **listing** (:func:`find_audio_files`): a dangling link (``dangling_link``), a directory or other
-  non-regular file whose name looks like audio (``not_a_file``), a file this user may not read
-  (``no_permission``);
+* **listing** (:func:`find_audio_files`; :func:`listing_skip` for one named file): a dangling link
+  (``dangling_link``), a directory or other non-regular file whose name looks like audio
+  (``not_a_file``), a file this user may not read (``no_permission``);
 * **decoding**: a 0-byte file or one without samples is ``empty``; a file that libsndfile
   (``soundfile.LibsndfileError``/``SoundFileError``) and audioread (``DecodeError``,
   ``NoBackendError``, ``EOFError``) both refuse is ``unreadable``;
@@ -64,6 +64,7 @@ __all__ = [
     "TooManySkippedError",
     "UnexpectedInputError",
     "find_audio_files",
+    "listing_skip",
     "screen_file",
 ]
 
@@ -252,22 +253,33 @@ def find_audio_files(folder, suffixes=AUDIO_SUFFIXES) -> tuple[list[Path], list[
             path = Path(dirpath) / name
             if path.suffix.lower() not in suffixes:
                 continue
-            if path.is_symlink() and not path.exists():
-                skips.append(Skip(str(path), "dangling_link", f"points to {os.readlink(path)}"))
-                continue
-            try:
-                mode = path.stat().st_mode
-            except PermissionError as error:
-                skips.append(Skip(str(path), "no_permission", str(error)))
-                continue
-            if not stat.S_ISREG(mode):
-                skips.append(Skip(str(path), "not_a_file", "a directory" if stat.S_ISDIR(mode) else "not a regular file"))
-                continue
-            if not os.access(path, os.R_OK):
-                skips.append(Skip(str(path), "no_permission", "not readable by this user"))
-                continue
-            files.append(path)
+            skip = listing_skip(path)
+            if skip is None:
+                files.append(path)
+            else:
+                skips.append(skip)
     return files, skips
+
+
+def listing_skip(path) -> Skip | None:
+    """Why ``path`` cannot be opened as an audio file, before anything is decoded, or None when it can:
+    ``dangling_link`` (a link to nothing), ``no_permission`` (it cannot be examined, or this user may
+    not read it), ``not_a_file`` (a directory, device or pipe). The listing checks of
+    :func:`find_audio_files`, also applied to a single named input (the creative tools).
+
+    Raises ``FileNotFoundError`` when ``path`` does not exist (and is no link)."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return Skip(str(path), "dangling_link", f"points to {os.readlink(path)}")
+    try:
+        mode = path.stat().st_mode
+    except PermissionError as error:
+        return Skip(str(path), "no_permission", str(error))
+    if not stat.S_ISREG(mode):
+        return Skip(str(path), "not_a_file", "a directory" if stat.S_ISDIR(mode) else "not a regular file")
+    if not os.access(path, os.R_OK):
+        return Skip(str(path), "no_permission", "not readable by this user")
+    return None
 
 
 def screen_file(path, target_sr: int, policy: InputPolicy = InputPolicy(), min_duration_s: float = 0.0,
