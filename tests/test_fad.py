@@ -117,3 +117,130 @@ def test_fad_and_fad_inf_against_shipped_statistics_recover_a_known_distance():
     inf = fad_inf(ref, clips, repeats=3, seed=0)
     assert 0 < large < small
     assert abs(inf.fad_inf) < 0.5 * large and inf.ci_low <= 0.0 <= inf.ci_high and inf.r2 > 0.9
+
+
+# --- the factored reference (issue 17): same numbers as before and as fadtk, resamples without recomputation ---
+
+def _previous_frechet(ref: GaussianStats, evl: GaussianStats) -> float:
+    """The implementation before the factored reference: the symmetric square root S of C_r from
+    ``eigh``, then ``eigvalsh(S C_e S)`` with negative eigenvalues clipped to 0 (all others kept)."""
+    values, vectors = np.linalg.eigh((ref.cov + ref.cov.T) / 2.0)
+    root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    middle = root @ evl.cov @ root
+    eig = np.linalg.eigvalsh((middle + middle.T) / 2.0)
+    diff = ref.mu - evl.mu
+    return float(diff @ diff + np.trace(ref.cov) + np.trace(evl.cov) - 2.0 * np.sqrt(np.clip(eig, 0.0, None)).sum())
+
+
+def _previous_bootstrap(ref: GaussianStats, clips: list[np.ndarray], n_bootstrap: int, seed: int,
+                        distance=_previous_frechet) -> np.ndarray:
+    """The bootstrap before ``ProjectedClips``: stack the drawn clips' frames, recompute their statistics."""
+    rng = np.random.default_rng(seed)
+    return np.array([distance(ref, gaussian_stats(np.concatenate([clips[i] for i in rng.integers(0, len(clips),
+                                                                                                  len(clips))])))
+                     for _ in range(n_bootstrap)])
+
+
+def _draw(stats: GaussianStats, n: int, rng: np.random.Generator) -> np.ndarray:
+    values, vectors = np.linalg.eigh(stats.cov)
+    return stats.mu + (rng.normal(size=(n, len(stats.mu))) * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+@pytest.mark.parametrize("ref_name,eval_name", [("vggish", "encodec-emb"), ("clap-laion-audio", "clap-laion-music"),
+                                                ("MERT-v1-95M-4", "MERT-v1-95M-8")])
+def test_factored_frechet_matches_the_previous_implementation_and_fadtk(ref_name, eval_name):
+    # FMA-Pop statistics fadtk ships at d = 128, 512 and 768; the reference full-rank (as shipped) and
+    # rank-deficient (the covariance of d/2 frames drawn from it).
+    from fadtk.fad import calc_frechet_distance
+
+    from musicdiff.data.reference_stats import fma_pop_stats
+
+    full, evl = fma_pop_stats(ref_name), fma_pop_stats(eval_name)
+    dim = full.mu.shape[0]
+    deficient = gaussian_stats(_draw(full, dim // 2, np.random.default_rng(0)))
+    assert full.factor.shape == (dim, dim) and deficient.factor.shape == (dim, dim // 2 - 1)
+    for ref in (full, deficient):
+        ours = frechet_distance(ref, evl)[0]
+        assert abs(ours - _previous_frechet(ref, evl)) / ours <= 1e-6
+        theirs = float(calc_frechet_distance(ref.mu, ref.cov, evl.mu, evl.cov))
+        assert abs(ours - theirs) / theirs <= 1e-6
+
+
+def test_trace_term_drops_rounding_noise_and_matches_extended_precision():
+    # A rank-deficient evaluation covariance (15 frames in 24 dimensions): the old path added the square
+    # roots of eigenvalues that are rounding noise (~1e-8 relative); the factored path counts them as 0 and
+    # agrees with 40-digit arithmetic.
+    import mpmath as mp
+
+    from musicdiff.metrics.fad import ProjectedClips
+
+    rng = np.random.default_rng(3)
+    dim = 24
+    a = rng.normal(size=(dim, dim))
+    ref = GaussianStats(rng.normal(size=dim), a @ a.T / dim + 0.1 * np.eye(dim), 0)
+    frames = rng.normal(size=(15, dim)) * 0.5 + 0.2
+    evl = gaussian_stats(frames)
+    with mp.workdps(40):
+        values, vectors = mp.eigsy(mp.matrix(ref.cov.tolist()))
+        root = vectors * mp.diag([mp.sqrt(max(v, 0)) for v in values]) * vectors.T
+        centred = mp.matrix((frames - frames.mean(axis=0)).tolist())  # exact: the float64 mean is the one used
+        z = centred * root / mp.sqrt(len(frames) - 1)
+        trace_sqrt = mp.fsum(mp.sqrt(max(v, 0)) for v in mp.eigsy(z * z.T, eigvals_only=True))
+        diff = ref.mu - evl.mu
+        exact = float(mp.mpf(float(diff @ diff)) + mp.fsum(np.diag(ref.cov)) + mp.fsum(np.diag(evl.cov)) - 2 * trace_sqrt)
+    assert frechet_distance(ref, evl)[0] == pytest.approx(exact, rel=1e-12)
+    assert ProjectedClips(ref, [f[None] for f in frames]).fad(np.ones(15)) == pytest.approx(exact, rel=1e-12)
+
+
+@pytest.mark.parametrize("frames_per_clip", [1, 4])
+def test_bootstrap_equals_the_per_resample_recomputation(frames_per_clip):
+    # 64 clips against FMA-Pop's VGGish statistics (128-d): one frame per clip gives rank-deficient
+    # resamples (fewer frames than dimensions), four frames full-rank ones.
+    from musicdiff.data.reference_stats import fma_pop_stats
+    from musicdiff.metrics.fad import bootstrap_fads
+
+    ref = fma_pop_stats("vggish")
+    rng = np.random.default_rng(4)
+    clips = list(_draw(GaussianStats(ref.mu + 0.3, ref.cov * 1.2, 0), 64 * frames_per_clip, rng)
+                 .reshape(64, frames_per_clip, -1))
+    ours = bootstrap_fads(ref, clips, 40, np.random.default_rng(9))
+    direct = _previous_bootstrap(ref, clips, 40, 9, distance=lambda r, e: frechet_distance(r, e)[0])
+    previous = _previous_bootstrap(ref, clips, 40, 9)
+    assert np.max(np.abs(ours - direct) / direct) <= 1e-9  # same resamples, same FAD as stacking their frames
+    # against the previous implementation: 1e-9 where no resample is singular; with singular ones it added
+    # the square roots of rounding noise (see the test above), ~1e-8 relative
+    assert np.max(np.abs(ours - previous) / previous) <= (1e-9 if frames_per_clip == 4 else 1e-6)
+    unequal = clips[:-1] + [np.concatenate([clips[-1], clips[0]])]  # clips of unequal length
+    assert np.allclose(bootstrap_fads(ref, unequal, 5, np.random.default_rng(1)),
+                       _previous_bootstrap(ref, unequal, 5, 1, distance=lambda r, e: frechet_distance(r, e)[0]),
+                       rtol=1e-9, atol=0)
+
+
+def test_fad_inf_subsets_equal_the_recomputed_fad():
+    from musicdiff.metrics.fad_inf import fad_inf
+
+    rng = np.random.default_rng(5)
+    ref = gaussian_stats(rng.normal(size=(300, 16)))
+    clips = [rng.normal(loc=0.3, size=(3, 16)) for _ in range(80)]
+    got = fad_inf(ref, clips, sizes=[5, 10, 20, 40], repeats=3, seed=2)
+    draw = np.random.default_rng(2)
+    expected = [np.mean([frechet_distance(ref, gaussian_stats(np.concatenate(
+        [clips[i] for i in draw.choice(80, n, replace=False)])))[0] for _ in range(3)]) for n in [5, 10, 20, 40]]
+    assert np.allclose(got.fad, expected, rtol=1e-9, atol=0)
+
+
+def test_a_reference_is_factored_once_for_every_set_resample_and_subset(monkeypatch):
+    from musicdiff.evaluation.scoring import Reference, ScoreSettings, score
+
+    from simulated import embedded
+
+    rng = np.random.default_rng(6)
+    calls = []
+    eigh = np.linalg.eigh
+    monkeypatch.setattr(np.linalg, "eigh", lambda *a, **k: calls.append(1) or eigh(*a, **k))
+    reference = Reference.from_set(embedded(rng.normal(size=(200, 8)), "ref"))
+    settings = ScoreSettings(n_bootstrap=20, fad_inf_repeats=2)
+    for name in ("a", "b"):
+        result = score(embedded(rng.normal(loc=0.2, size=(120, 8)), name), reference, settings, kad=False)
+        assert result.fad_inf is not None and np.isfinite(result.fad.ci_low)
+    assert len(calls) == 1  # the reference's factor; resamples and subsets use eigvalsh only

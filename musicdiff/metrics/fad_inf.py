@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from musicdiff.metrics.fad import GaussianStats, frechet_distance, gaussian_stats
+from musicdiff.metrics.fad import GaussianStats, ProjectedClips, gaussian_stats
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,9 @@ def fad_inf(reference: np.ndarray | GaussianStats, eval_clips: list[np.ndarray],
     its statistics.
 
     ``sizes`` are subset sizes in clips (default :func:`subset_sizes` of the pool); for each, ``repeats``
-    subsets are drawn without replacement (seeded) and their FAD averaged; ``FAD = a + b / n`` is fitted
-    by least squares. ``pool_sd`` is the bootstrap standard deviation of FAD over the whole pool (see the
+    subsets are drawn without replacement (seeded) and their FAD averaged (through
+    :class:`~musicdiff.metrics.fad.ProjectedClips`: the reference factored once, the frames projected
+    once); ``FAD = a + b / n`` is fitted by least squares. ``pool_sd`` is the bootstrap standard deviation of FAD over the whole pool (see the
     module docstring); without it the interval is the fit's alone. ``reliable`` requires R^2 >= ``min_r2``
     and a smallest subset of at least ``min_subset_clips`` clips.
 
@@ -108,16 +109,10 @@ def fad_inf(reference: np.ndarray | GaussianStats, eval_clips: list[np.ndarray],
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     rng = np.random.default_rng(seed)
-    stacked = np.stack(eval_clips) if len({len(c) for c in eval_clips}) == 1 else None  # equal clips: one gather
-
-    def frames(pick):
-        if stacked is not None:
-            return stacked[pick].reshape(-1, stacked.shape[-1])
-        return np.concatenate([eval_clips[i] for i in pick])
-
+    projected = ProjectedClips(ref, eval_clips)  # the reference's factor, the frames projected once
     means = []
     for n in sizes:
-        scores = [frechet_distance(ref, gaussian_stats(frames(rng.choice(pool, n, replace=False))))[0]
+        scores = [projected.fad(np.bincount(rng.choice(pool, n, replace=False), minlength=pool))
                   for _ in range(repeats)]
         means.append(float(np.mean(scores)))
     x = 1.0 / np.asarray(sizes, dtype=np.float64)

@@ -22,11 +22,7 @@ def bench_frames(runs: list[dict]) -> dict[str, pd.DataFrame]:
                 out.setdefault(name, {})[field] = value
         return out
 
-    frechet = pd.DataFrame([
-        {"statistics pair": name, "dim": int(v["dim"]), "FAD musicdiff": v["ours"], "FAD fadtk": v["fadtk"],
-         "abs difference": v["abs_diff"], "musicdiff (ms)": 1000 * v["ours_s"], "fadtk (ms)": 1000 * v["fadtk_s"],
-         "speed-up": v["fadtk_s"] / v["ours_s"]}
-        for name, v in sorted(grouped("frechet").items(), key=lambda item: item[1]["dim"])])
+    frechet = frechet_frame(grouped("frechet"))
     f16 = m.get("float16/fad_float32")
     float16 = pd.DataFrame([{"FAD from float32 embeddings": f16, "FAD from float16 embeddings (fadtk's storage)":
                              m.get("float16/fad_float16"), "abs difference": m.get("float16/abs_diff")}]) \
@@ -39,7 +35,8 @@ def bench_frames(runs: list[dict]) -> dict[str, pd.DataFrame]:
         for name, v in sorted(grouped("throughput").items())])
     skipped = pd.DataFrame([{"embedding": key.split("/")[1], "skipped": value} for key, value in sorted(t.items())
                             if key.startswith("throughput/") and key.endswith("/skipped")])
-    return {"frechet": frechet, "float16": float16, "throughput": throughput, "skipped": skipped,
+    return {"frechet": frechet, "bootstrap": bootstrap_frame(m), "float16": float16, "throughput": throughput,
+            "skipped": skipped,
             "setup": pd.DataFrame([{"repeats": p.get("repeats"), "threads": p.get("threads"),
                                     "device": t.get("device", "")}])}
 
@@ -51,6 +48,41 @@ def _stage_columns(v: dict) -> dict:
     return {label: v[key] for key, label in names.items() if key in v}
 
 
+def frechet_frame(pairs: dict[str, dict]) -> pd.DataFrame:
+    """One row per statistics pair (``{pair: {metric: value}}`` of the ``frechet/`` metrics): d, FAD,
+    musicdiff per distance with the reference factor cached, the factoring once, musicdiff from scratch,
+    fadtk, speed-up (fadtk over cached), relative difference. Runs from before the factored reference
+    lack the cached and factoring times (NaN)."""
+    nan = float("nan")
+    rows = []
+    for name, v in sorted(pairs.items(), key=lambda item: item[1]["dim"]):
+        cached = v.get("ours_cached_s", nan)
+        rows.append({"statistics pair": name, "d": int(v["dim"]), "FAD musicdiff": v["ours"],
+                     "musicdiff per distance, factor cached (ms)": 1000 * cached,
+                     "factoring once (ms)": 1000 * v.get("factor_s", nan),
+                     "musicdiff from scratch (ms)": 1000 * v["ours_s"], "fadtk (ms)": 1000 * v["fadtk_s"],
+                     "speed-up (cached)": v["fadtk_s"] / cached, "speed-up (from scratch)": v["fadtk_s"] / v["ours_s"],
+                     "relative difference": v.get("rel_diff", v["abs_diff"] / abs(v["fadtk"]))})
+    return pd.DataFrame(rows)
+
+
+def bootstrap_frame(metrics: dict[str, float]) -> pd.DataFrame:
+    """One row per timed bootstrap (``bootstrap<n>/d<dim>/...`` metrics): resamples, d, clips, frames per
+    clip, seconds for the whole bootstrap, per resample, per resample the direct way, the factoring."""
+    found: dict[str, dict] = {}
+    for key, value in metrics.items():
+        if key.startswith("bootstrap") and key.count("/") == 2:
+            run, dim, field = key.split("/")
+            found.setdefault((run, dim), {})[field] = value
+    return pd.DataFrame([
+        {"resamples": int(run[len("bootstrap"):]), "d": int(dim[1:]), "clips": int(v.get("clips", 0)),
+         "frames per clip": int(v.get("frames_per_clip", 0)), "whole bootstrap (s)": v.get("seconds"),
+         "per resample (ms)": 1000 * v.get("per_resample_s", float("nan")),
+         "direct per resample (ms)": 1000 * v.get("direct_per_resample_s", float("nan")),
+         "factoring once (ms)": 1000 * v.get("factor_s", float("nan"))}
+        for (run, dim), v in sorted(found.items())])
+
+
 def bench_markdown(tables: dict[str, pd.DataFrame]) -> str:
     """The benchmark tables as Markdown, with what each measures."""
     setup = tables["setup"].iloc[0]
@@ -60,10 +92,19 @@ def bench_markdown(tables: dict[str, pd.DataFrame]) -> str:
              "after a warm-up.", "",
              "## Frechet distance from the same statistics",
              "",
-             "musicdiff: symmetric eigendecomposition in float64; fadtk: `calc_frechet_distance` (scipy `sqrtm`). "
+             "musicdiff in float64: the reference factored once (`C_r = F F^T` from one `eigh`), then "
+             "`sum sqrt(eigvalsh(F^T C_e F))` per distance; fadtk: `calc_frechet_distance` (scipy `sqrtm` and `eig` "
+             "of `C_r C_e`). 'Factor cached' is the cost of every further distance against the same reference "
+             "(bootstrap resamples, FAD-inf subsets, other evaluation sets); 'from scratch' includes the factoring. "
              "Pairs: MusiCNN embeddings of fadtk's MusicGen vs Mubert clips, and pairs of the FMA-Pop statistics "
              "fadtk ships, at the embedding sizes in use.", "",
              tables["frechet"].to_markdown(index=False, floatfmt=".6g"), ""]
+    if len(tables.get("bootstrap", [])):
+        parts += ["FAD bootstrap: random clips (frames drawn from N(mu + 0.1, C) of FMA-Pop's 512-d CLAP statistics) "
+                  "resampled with replacement against those statistics, factored beforehand; 'direct' stacks the "
+                  "drawn clips' frames and recomputes their covariance for each resample (the path before "
+                  "`ProjectedClips`), timed on a few resamples.", "",
+                  tables["bootstrap"].to_markdown(index=False, floatfmt=".4g"), ""]
     if len(tables["float16"]):
         parts += ["## Effect of fadtk's float16 embedding storage", "",
                   "fadtk stores every embedding as float16; the same MusiCNN embeddings in float32 and rounded "
