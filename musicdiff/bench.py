@@ -194,7 +194,7 @@ def compare_throughput(embedding, loader, files: list[Path], audio_s: float) -> 
     import fadtk.fad
     from fadtk.fad import FrechetAudioDistance
 
-    from musicdiff.evaluation.sets import embed_files
+    from musicdiff.evaluation.embedding import embed_files
 
     fadtk.fad.TORCHAUDIO_RESAMPLING = fadtk_resampling()
 

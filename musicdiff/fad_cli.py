@@ -117,7 +117,7 @@ def _resolve_references(names: list[str], params: dict, params_dir: Path) -> lis
 
 def _screen(folder: Path, name: str, protocol, policy, evaluated: bool):
     from musicdiff.data.screening import find_audio_files
-    from musicdiff.evaluation.sets import screen_files
+    from musicdiff.evaluation.embedding import screen_files
 
     files, listing = find_audio_files(folder)
     if not files and not listing:
@@ -134,7 +134,7 @@ def score_folders(args) -> dict:
     from musicdiff.data.screening import InputPolicy
     from musicdiff.evaluation.protocol import EvaluationProtocol
     from musicdiff.evaluation.scoring import Reference, ScoreSettings, score_against
-    from musicdiff.evaluation.sets import embed_files
+    from musicdiff.evaluation.embedding import embed_files
     from musicdiff.metrics.embeddings import get_embedding
 
     _check_arguments(args)

@@ -75,7 +75,7 @@ def main() -> None:
         run.log_params({"repeats": repeats, "clips": len(clips), "threads": torch.get_num_threads(),
                         "throughput_embeddings": settings.get("throughput_embeddings", [])})
         metrics = {}
-        from musicdiff.evaluation.sets import embed_files
+        from musicdiff.evaluation.embedding import embed_files
 
         from pipelines.evaluation import build_embedding  # the same builder as the scoring stages
 

@@ -101,7 +101,7 @@ class _CountingEmbedding:
 
 
 def test_an_embedding_set_lists_what_it_skipped_and_refuses_a_set_that_lost_too_much(hostile):
-    from musicdiff.evaluation.sets import embed_files, screen_files
+    from musicdiff.evaluation.embedding import embed_files, screen_files
 
     folder, expected = hostile
     files, listing = find_audio_files(folder)

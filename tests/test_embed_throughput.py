@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from musicdiff.data.audio import SOXR_HQ, load_audio, resample
 from musicdiff.evaluation.protocol import EvaluationProtocol
-from musicdiff.evaluation.sets import embed_files, screen_files
+from musicdiff.evaluation.embedding import embed_files, screen_files
 from musicdiff.metrics.embeddings import LogMelStats, cache_key
 
 PROTOCOL = EvaluationProtocol(3.0, 22050)

@@ -10,7 +10,8 @@ from musicdiff.data.screening import TooManySkippedError
 import soundfile as sf
 
 from musicdiff.evaluation.protocol import EvaluationProtocol, ProtocolMismatchError, independent_frames
-from musicdiff.evaluation.sets import EmbeddedSet, embed_files
+from musicdiff.evaluation.sets import EmbeddedSet
+from musicdiff.evaluation.embedding import embed_files
 from musicdiff.metrics.embeddings import LogMelStats, cache_key, get_embedding
 
 PROTOCOL = EvaluationProtocol(0.73, 22050)

@@ -167,7 +167,7 @@ def test_pretrained_fad_of_fadtks_clips_against_fma_pop_matches_fadtks_published
     import fadtk
 
     from musicdiff.data.reference_stats import fma_pop_stats
-    from musicdiff.evaluation.sets import embed_files
+    from musicdiff.evaluation.embedding import embed_files
     from musicdiff.metrics.fad import fad_score
 
     _pretrained_or_skip(name)

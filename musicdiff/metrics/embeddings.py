@@ -9,7 +9,7 @@ The cache key of one evaluation clip is SHA-256 over (audio file SHA-256, the cl
 file, the evaluation protocol, embedding name, weight SHA-256, the preprocessing config as sorted
 JSON, SHA-256 of the code that decodes the clip and computes the embedding, cache format version): a
 changed clip, protocol, model, weight file, window setting or front end can never reuse a stale entry.
-Embedding sets and the cache itself live in ``musicdiff.evaluation.sets``.
+Embedding sets live in ``musicdiff.evaluation.sets``, the embedding pass and its cache in ``musicdiff.evaluation.embedding``.
 """
 
 from __future__ import annotations
