@@ -32,7 +32,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from musicdiff.data.audio import BadAudioError, rms_dbfs, write_float_wav
-from musicdiff.data.screening import InputPolicy, SkipLog, screen_file
+from musicdiff.data.screening import InputPolicy, SkipLog, TooManySkippedError, screen_file
 from musicdiff.data.screening import SKIP_REASONS as SCREENING_REASONS
 from musicdiff.data.summary import SUMMARY_FILE, prepared_split_summary, read_summary, write_summary
 from musicdiff.hashing import replace_folder, sha256_file
@@ -202,7 +202,8 @@ def prepare_set(
         ValueError: bad arguments, a manifest without the needed columns, or a
             raw file whose SHA-256 differs from the manifest.
         FileNotFoundError: a manifest entry missing from ``raw_dir``.
-        RuntimeError: no clip survived (the message lists the skipped files).
+        musicdiff.data.screening.TooManySkippedError (a RuntimeError): no clip survived (the message
+            lists the skipped files).
         musicdiff.data.screening.TooManySkippedError: more than ``policy.max_skip_fraction``
             of the files were skipped (the message lists them).
         musicdiff.data.screening.UnexpectedInputError: a file raised an exception the policy
@@ -342,7 +343,8 @@ def prepare_set(
             per_track[track] = clips
 
         if not per_track:
-            raise RuntimeError(f"no usable clip in {raw_dir}; every file was skipped:\n  " + "\n  ".join(log.lines(50)))
+            raise TooManySkippedError(f"no usable clip in {raw_dir}; every file was skipped:\n  "
+                                      + "\n  ".join(log.lines(50)))
         log.check(policy.max_skip_fraction)
 
         # Split tracks (never segments of one track).
