@@ -161,13 +161,13 @@ def fit_steps(steps: int, fraction: float | None) -> int | None:
     return None if other == steps else other
 
 
-FIT_SUFFIX = "@fit"  # time_samplers name of a sampler's run at its second step count
+FIT_SUFFIX = ":fit"  # time_samplers name (MLflow metric names allow ":", not "@") of a sampler's run at its second step count
 
 
 def sampler_metrics(results: dict[str, SpeedResult]) -> dict[str, float]:
     """The metrics the speed stage logs per sampler from ``time_samplers`` results: real-time factors,
     seconds per step, median and spread of the denoising runs; for a sampler also timed at a second
-    step count (entry ``<name>@fit``), that count, its median, and the :func:`step_fit` intercept
+    step count (entry ``<name>:fit``), that count, its median, and the :func:`step_fit` intercept
     (``overhead_s``, fixed seconds per run) and slope (``step_s``, seconds per step)."""
     metrics = {}
     for name, result in results.items():

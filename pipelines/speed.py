@@ -34,7 +34,7 @@ def main() -> None:
 
 def with_fits(samplers: dict, fraction: float | None, build) -> dict:
     """``samplers`` (name -> params.yaml sampler entry) as ``time_samplers`` entries, each followed by
-    its ``<name>@fit`` entry at ``fit_steps`` of its steps; ``build`` makes a sampler from a scheduler name."""
+    its ``<name>:fit`` entry at ``fit_steps`` of its steps; ``build`` makes a sampler from a scheduler name."""
     entries = {}
     for name, cfg in samplers.items():
         steps, eta = cfg["num_inference_steps"], cfg.get("eta", 0.0)

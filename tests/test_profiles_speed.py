@@ -153,7 +153,7 @@ def test_speed_stage_records_the_threads_and_says_when_no_cuda_device_was_there(
         assert yaml.safe_load((REPO / "pipelines" / "profiles" / f"{profile}.yaml").read_text())["speed"]["repeats"] >= 5
     # each sampler is also timed at half its steps (interleaved with the rest) for the overhead fit
     entries = stage.with_fits(params["samplers"], 0.5, lambda name: name)
-    assert [(n, e[1]) for n, e in entries.items()][:2] == [("ddpm", 100), ("ddpm@fit", 50)]
+    assert [(n, e[1]) for n, e in entries.items()][:2] == [("ddpm", 100), ("ddpm:fit", 50)]
 
 
 def test_synchronize_waits_for_cuda_only(monkeypatch):
@@ -179,11 +179,11 @@ def test_step_fit_and_sampler_metrics_give_the_fixed_overhead_and_per_step_cost(
     assert fit_steps(100, None) is None and fit_steps(100, 0) is None
     # 1.0 s per run + 0.02 s per step, simulated; runs spread 0.4 s around a 3.0 s median
     metrics = sampler_metrics({"ddpm": _result(100, [2.8, 3.0, 3.2, 3.0, 3.0]),
-                               "ddpm@fit": _result(50, [2.0] * 5)})
+                               "ddpm:fit": _result(50, [2.0] * 5)})
     assert metrics["ddpm/overhead_s"] == pytest.approx(1.0) and metrics["ddpm/step_s"] == pytest.approx(0.02)
     assert metrics["ddpm/fit_steps"] == 50 and metrics["ddpm/denoise_s"] == pytest.approx(3.0)
     assert metrics["ddpm/denoise_spread"] == pytest.approx(0.4 / 3.0)
-    assert not any(k.startswith("ddpm@fit") for k in metrics)
+    assert not any(k.startswith("ddpm:fit") for k in metrics)
 
 
 def _speed_metrics(ddim_rtf: float, ddpm_rtf: float, **extra) -> dict:
