@@ -230,3 +230,19 @@ def test_download_and_prepare_use_or_skip_every_hostile_file_naming_it(hostile, 
                                      "clipped": 1, "silent": 0, "dc_only": 0, "over_range": 0}
     row = result.manifest[result.manifest["track"].str.endswith("eight-channels-96k.wav")].iloc[0]
     assert row["source_sample_rate"] == 96000 and row["source_channels"] == 8
+
+
+def test_a_file_of_exactly_one_clip_is_used_at_any_clip_length(tmp_path):
+    """0.73 s at 22050 Hz is 16096.5 samples: the protocol rounds it to 16096, and a file of exactly
+    that many samples is one clip, not too short (real floors are written at exactly that length)."""
+    from musicdiff.evaluation.embedding import screen_files
+
+    for clip_s in (0.35, 0.73):
+        protocol = EvaluationProtocol(clip_s, SR)
+        path = tmp_path / f"one-clip-{clip_s}.wav"
+        sf.write(path, _music(1.0)[: protocol.clip_samples], SR, subtype="FLOAT")
+        screened = screen_files([path], protocol, "one clip")
+        assert screened.log.skips == [] and screened.files[0][2] == 1
+        short = tmp_path / f"short-{clip_s}.wav"
+        sf.write(short, _music(1.0)[: protocol.clip_samples - 1], SR, subtype="FLOAT")
+        assert screen_files([short], protocol, "short").log.counts == {"too_short": 1}

@@ -293,7 +293,8 @@ def screen_file(path, target_sr: int, policy: InputPolicy = InputPolicy(), min_d
         path: audio file.
         target_sr: output rate, Hz.
         policy: thresholds (:class:`InputPolicy`).
-        min_duration_s: shorter files (seconds, at their own rate) are ``too_short``.
+        min_duration_s: files with fewer than ``round(min_duration_s * rate)`` samples at their own rate
+            are ``too_short`` (seconds; the protocol rounds a clip's length the same way).
         resampling: ``musicdiff.data.audio.Resampling`` (default the module's).
         evaluated: the file belongs to an evaluated set: :data:`CONTENT_REASONS` become flags (see the
             module docstring).
@@ -326,8 +327,8 @@ def screen_file(path, target_sr: int, policy: InputPolicy = InputPolicy(), min_d
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise BadAudioError("non_finite", f"{bad} NaN or infinite samples", path)
     duration = frames / float(sr)
-    if duration < min_duration_s:
-        raise BadAudioError("too_short", f"{duration:.3f} s < {min_duration_s} s", path)
+    if frames < int(round(min_duration_s * sr)):  # samples, rounded as EvaluationProtocol.clip_samples rounds
+        raise BadAudioError("too_short", f"{duration:.4f} s < {min_duration_s} s", path)
     mono = downmix(data)
     peak = float(np.max(np.abs(data)))
     peak_dbfs = 20 * math.log10(peak) if peak > 0 else -math.inf

@@ -200,6 +200,7 @@ def screen_files(paths: list[Path], protocol: EvaluationProtocol, name: str, pol
         try:
             screened = screen_file(path, protocol.sample_rate, policy, min_duration_s=protocol.clip_s,
                                    resampling=protocol.resampling, evaluated=evaluated)
+            protocol.clips(screened.audio, path)  # too short after resampling to the protocol's rate
         except BadAudioError as error:
             return path, error, None
         return path, screened, sha256_file(path)
