@@ -29,16 +29,15 @@ class FadtkMusicnn(ModelLoader):
         return torch.from_numpy(self.embedding.embed(np.asarray(audio, dtype=np.float32)))
 
 
-def fadtk_pair(name: str, params: dict) -> tuple[object, ModelLoader, str]:
-    """``(musicdiff embedding, fadtk loader with the same network, "pretrained")`` for ``name``.
+def fadtk_pair(name: str, build_musicnn) -> tuple[object, ModelLoader, str]:
+    """``(musicdiff embedding, fadtk loader with the same network, "pretrained")`` for ``name``;
+    ``build_musicnn()`` returns the MusiCNN embedding (the caller knows where its checkpoint is).
 
     Raises :class:`musicdiff.weights.MissingWeightsError` when its weights are missing and
     ``KeyError`` for an embedding without a pair.
     """
     if name == "musicnn":
-        from pipelines.embed import build_embedding
-
-        embedding = build_embedding(params, "musicnn")
+        embedding = build_musicnn()
         loader = FadtkMusicnn(embedding)
         loader.load_model()
         return embedding, loader, "pretrained"

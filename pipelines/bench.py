@@ -112,7 +112,7 @@ def main() -> None:
 
         for name in settings.get("throughput_embeddings", []):
             try:
-                embedding, loader, weights = fadtk_pair(name, params)
+                embedding, loader, weights = fadtk_pair(name, lambda: build_embedding(params, "musicnn"))
             except MissingWeightsError as error:
                 run.set_tags({f"throughput/{name}/skipped": str(error).splitlines()[0]})
                 print(f"throughput of {name} skipped: weights missing")
