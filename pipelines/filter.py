@@ -5,7 +5,8 @@ from the set's ``levels.csv``) lies outside ``[min_db, max_db]`` are removed and
 again against every reference set by ``musicdiff.evaluation.score`` (FAD with its CI, KAD, the
 adequacy flag). The scores of all clips ("original") are those of the set's ``evaluate@`` record.
 Metrics: ``<embedding>/<set>/<reference>/{fad,fad_ci_low,fad_ci_high,kad,adequate}`` and the same
-with ``filtered_``, ``<set>/{n_clips,n_kept,n_removed}``; params: the removed files (the first 50) and each set's
+with ``filtered_``, ``<set>/{n_clips,n_kept,n_removed}`` (evaluated clips: a system's file
+gives several) and ``<set>/{n_files,n_files_removed}``; params: the removed files (the first 50) and each set's
 levels (for the histograms). A set that keeps fewer than 3 clips has no filtered score (tag
 ``too_few_kept``).
 """
@@ -22,7 +23,7 @@ from musicdiff.metrics.loudness import keep_mask
 from musicdiff.tracking import StageRecord, stage_run
 
 from pipelines import evaluation as ev
-from pipelines.common import ROOT, load_params, parser, record_path
+from pipelines.common import ROOT, load_params, parser, record_path, run_stage
 
 FIELDS = ("fad", "fad_ci_low", "fad_ci_high", "kad", "kad_ci_low", "kad_ci_high", "adequate")
 
@@ -65,7 +66,8 @@ def main() -> None:
     with stage_run("filter", "all", record_path("filter", "all"),
                    tags={"level": settings["level"], "reference_sets": ",".join(params["reference_sets"])}) as run:
         metrics, removed, levels, too_few = {}, {}, {}, []
-        masks = {}
+        masks, kept_clips = {}, {}
+        first = ev.embeddings(params)[0]
         for name in sets:
             values = (system_levels(params, name, settings["level"]) if name in systems
                       else set_levels(name, settings["level"]))
@@ -74,9 +76,13 @@ def main() -> None:
             masks[name] = {f: bool(k) for f, k in zip(files, keep)}
             removed[name] = [f for f, k in zip(files, keep) if not k][:50]  # the first 50 (MLflow params are short)
             levels[name] = [round(float(values[f]), 2) for f in files]
-            metrics.update({f"{name}/n_clips": len(keep), f"{name}/n_kept": int(keep.sum()),
-                            f"{name}/n_removed": int((~keep).sum())})
-            if keep.sum() < 3:
+            # counted in evaluated clips: a system's file gives several clips, a generated file one
+            clips = EmbeddedSet.load(ev.set_path(params, name, first)).names
+            kept_clips[name] = [i for i, clip in enumerate(clips) if masks[name][Path(clip.split("#")[0]).name]]
+            metrics.update({f"{name}/n_clips": len(clips), f"{name}/n_kept": len(kept_clips[name]),
+                            f"{name}/n_removed": len(clips) - len(kept_clips[name]),
+                            f"{name}/n_files": len(files), f"{name}/n_files_removed": int((~keep).sum())})
+            if len(kept_clips[name]) < 3:
                 too_few.append(name)
         for embedding in ev.embeddings(params):
             refs = ev.references(params, embedding)
@@ -105,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -194,6 +194,7 @@ def test_musicdiff_fad_records_an_mlflow_run_tagged_like_a_stage_run(tmp_path, c
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact store is ./mlruns
     ref, evaluated = _ref_folder(tmp_path / "ref"), _ref_folder(tmp_path / "mine", n=6, seed=500)
     code, _, err = _fad([ref, evaluated, "--embedding", "logmel-stats", "--params", tmp_path / "none.yaml",
                          "--mlflow"], capsys)

@@ -260,8 +260,11 @@ def test_external_systems_are_scored_like_the_variants_and_shown_as_external_row
     assert (root / "data" / "systems" / "fadtk-mubert" / "source" / "manifest.csv").is_file()  # provenance
     compared = _record(root, "compare", "all")
     assert any("fadtk-mubert" in key for key in compared["metrics"])
-    filtered = _record(root, "filter", "all")["metrics"]
-    assert filtered["toy/n_clips"] == 6
+    filtered = _record(root, "filter", "all")["metrics"]  # counted in evaluated clips, as the FAD rests on them
+    assert filtered["toy/n_files"] == 6 and filtered["toy/n_clips"] == 12
+    assert filtered["toy/n_kept"] + filtered["toy/n_removed"] == 12
+    noisy = (root / "reports" / "tables" / "noisy_filtering.md").read_text()
+    assert "## System toy generator: FAD original / filtered" in noisy  # not split into model 'toy'
 
 
 def test_bad_files_are_skipped_and_counted(workspace):

@@ -64,3 +64,30 @@ def test_a_broken_generator_or_missing_model_is_named_and_leaves_nothing(tmp_pat
     with pytest.raises(FileNotFoundError, match="not a trained model folder"):
         materialize(spec, tmp_path / "z", sampler_cfg={"scheduler": "ddim", "num_inference_steps": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no partial folder, no temporary one
+
+
+def test_the_filter_table_names_a_system_by_its_label_whatever_its_set_name():
+    """A system's set name is no ``<variant>-<sampler>``: 'toy' has no dash and 'fadtk-mubert' would read
+    as model 'fadtk', sampler 'mubert'. The system run's label names its rows, listed after the models."""
+    from musicdiff.report.analyses import filter_frame, filter_sections
+
+    def scores(name, n_clips, n_removed):
+        fields = {"fad": 10.0, "fad_ci_low": 9.0, "fad_ci_high": 11.0, "adequate": 1.0, "kad": 1.0,
+                  "filtered_fad": 9.5, "filtered_fad_ci_low": 8.5, "filtered_fad_ci_high": 10.5,
+                  "filtered_adequate": 1.0, "filtered_kad": 0.9}
+        return {**{f"musicnn/{name}/heldout/{k}": v for k, v in fields.items()},
+                f"{name}/n_clips": n_clips, f"{name}/n_removed": n_removed}
+
+    runs = [{"stage": "sample", "instance": "mel-ddim", "tags": {"variant": "mel", "sampler": "ddim"},
+             "metrics": {}, "params": {}},
+            *({"stage": "system", "instance": name, "tags": {"kind": "external", "label": label},
+               "metrics": {}, "params": {}} for name, label in (("toy", "toy generator"),
+                                                                 ("fadtk-mubert", "Mubert"))),
+            {"stage": "filter", "instance": "all", "tags": {}, "params": {},
+             "metrics": {**scores("mel-ddim", 8, 1), **scores("toy", 12, 2), **scores("fadtk-mubert", 91, 0)}}]
+    frame = filter_frame(runs)
+    named = dict(zip(zip(frame["variant"], frame["sampler"]), frame["n_clips"]))
+    assert named == {("mel", "ddim"): 8, ("toy generator (external)", "-"): 12, ("Mubert (external)", "-"): 91}
+    titles = [title for title, _ in filter_sections(frame, frame.iloc[:0], {"level": "rms_dbfs"})]
+    assert titles == ["Model mel: FAD original / filtered", "System Mubert: FAD original / filtered",
+                      "System toy generator: FAD original / filtered"]

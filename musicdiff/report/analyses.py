@@ -33,14 +33,26 @@ def _number(value) -> float | None:
     return None if value in (None, "None", "null", "") else float(value)
 
 
+EXTERNAL = " (external)"
+
+
 def set_names(runs: list[dict]) -> dict[str, tuple[str, str]]:
-    """``{evaluation set: (variant, sampler)}`` from the sample runs' tags."""
-    return {r["instance"]: (r["tags"]["variant"], r["tags"]["sampler"]) for r in runs
-            if r["stage"] == "sample" and "variant" in r["tags"] and "sampler" in r["tags"]}
+    """``{evaluation set: (variant, sampler)}`` from the sample runs' tags; an external system (a run of
+    stage ``system``) is ``("<label> (external)", "-")``: it has no sampler of the suite."""
+    names = {r["instance"]: (r["tags"].get("label", r["instance"]) + EXTERNAL, "-") for r in runs
+             if r["stage"] == "system"}
+    names.update({r["instance"]: (r["tags"]["variant"], r["tags"]["sampler"]) for r in runs
+                  if r["stage"] == "sample" and "variant" in r["tags"] and "sampler" in r["tags"]})
+    return names
 
 
 def _split(name: str, names: dict) -> tuple[str, str]:
-    return names.get(name) or tuple(name.rsplit("-", 1))
+    """``(variant, sampler)`` of an evaluation set: from ``names`` (:func:`set_names`), else the set's name
+    ``<variant>-<sampler>`` split at its last dash, else ``(name, "")``."""
+    if name in names:
+        return names[name]
+    variant, _, sampler = name.rpartition("-")
+    return (variant, sampler) if variant else (name, "")
 
 
 # -- clip levels and the noisy-sample filter -------------------------------------------------------
@@ -131,7 +143,8 @@ def filter_sections(frame: pd.DataFrame, levels: pd.DataFrame, settings: dict,
             return "n/a"
         return f"{value:.2f}" + ("" if adequate else "†")
 
-    for variant in sorted(frame["variant"].unique()):
+    variants = sorted(frame["variant"].unique(), key=lambda v: (v.endswith(EXTERNAL), v))  # systems last
+    for variant in variants:
         block = frame[frame["variant"] == variant]
         rows = []
         for ref in ordered(block["reference"], reference_order):
@@ -147,7 +160,8 @@ def filter_sections(frame: pd.DataFrame, levels: pd.DataFrame, settings: dict,
                         f"{cell(e['filtered_fad'].iloc[0], e['filtered_adequate'].iloc[0])}") if len(e) else ""
                 row["clips removed"] = f"{hit['n_removed'].iloc[0]} of {hit['n_clips'].iloc[0]}"
                 rows.append(row)
-        sections.append((f"Model {variant}: FAD original / filtered", pd.DataFrame(rows)))
+        kind = f"System {variant[:-len(EXTERNAL)]}" if variant.endswith(EXTERNAL) else f"Model {variant}"
+        sections.append((f"{kind}: FAD original / filtered", pd.DataFrame(rows)))
     if len(levels):
         sections.append(("Level of the generated clips", levels))
     return sections
