@@ -172,9 +172,9 @@ def test_repro_writes_a_score_table_with_floors_marks_and_every_reference_set(wo
         assert f"| {label}" in table
     assert "## KAD" in table and "## FAD-inf" in table and "Evaluation protocol" in table
     rows = pd.read_csv(root / "reports" / "tables" / "fad.csv")
-    # 2 embeddings x (10 generated sets + 3 floors) x 4 reference sets
-    assert len(rows) == 2 * (10 + 3) * 4
-    assert set(rows["system"]) == set(SETS) | set(FLOORS)
+    # 2 embeddings x (10 generated sets + 3 floors + 2 external systems) x 4 reference sets
+    assert len(rows) == 2 * (10 + 3 + 2) * 4
+    assert set(rows["system"]) == set(SETS) | set(FLOORS) | {"fadtk-mubert", "toy"}
     # 4 one-frame clips in 200 (musicnn) or 128 (logmel) dimensions: every FAD is under-sampled and marked
     assert not rows["adequate"].astype(bool).any() and "†" in table
     assert (rows["n_independent"] == rows["n_clips"]).all()  # one 0.35 s clip: one padded window
@@ -248,7 +248,8 @@ def test_external_systems_are_scored_like_the_variants_and_shown_as_external_row
 
     root, _ = workspace
     table = (root / "reports" / "tables" / "fad.md").read_text()
-    assert "| Mubert (fadtk's clips) (external) |" in table and "| toy generator (external) |" in table
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("|")]  # first column
+    assert "Mubert (fadtk's clips) (external)" in rows and "toy generator (external)" in rows
     assert "## External systems" in table and "generator: toy_generator.py:generate" in table
     for name, files in (("fadtk-mubert", 7), ("toy", 6)):
         record = _record(root, "evaluate", name)
@@ -293,9 +294,11 @@ def test_every_stage_instance_is_one_mlflow_run_with_its_tags(workspace):
     names = {r.info.run_name for r in runs}
     records = sorted((root / "metrics").rglob("*.json"))
     # download, prepare (3 sets), features 2, text_features, vae, train 5, sample 10, speed 5 + GPU paper size (one stage),
-    # weights, reference 4 (one stage), evaluate 10, floors 3 (one stage), compare, filter, outliers, steps,
-    # sample_size, variation 2, text_conditioning, sensitivity: one run and record each
-    assert len(runs) == len(records) == 3 + 3 + 2 + 1 + 1 + 5 + 10 + 6 + 1 + 4 + 10 + 3 + 1 + 1 + 1 + 1 + 1 + 2 + 1 + 1
+    # weights, reference 4 (one stage), evaluate 10 + 2 external systems, floors 3 (one stage), compare, filter,
+    # outliers, steps, sample_size, variation 2, text_conditioning, sensitivity, system 2, bench: one run and
+    # record each
+    assert len(runs) == len(records) == (3 + 3 + 2 + 1 + 1 + 5 + 10 + 6 + 1 + 4 + 12 + 3 + 1 + 1 + 1 + 1 + 1 + 2 + 1
+                                         + 1 + 2 + 1)
     assert "evaluate@mel-32x32-ddpm" in names and "train@waveform-8192" in names and "floor@real-vae" in names
     assert "speed@dit-32x32" in names and "reference@band" in names
     run = next(r for r in runs if r.info.run_name == "evaluate@latent-32x32-ddim2")
@@ -444,8 +447,9 @@ def test_fad_vs_n_samples_outliers_comparisons_and_sensitivity_are_reported(work
     assert "## Top outliers" in (root / "reports" / "tables" / "outliers.md").read_text()
     compared = pd.read_csv(root / "reports" / "tables" / "comparisons.csv")
     block = compared[(compared["embedding"] == "musicnn") & (compared["reference"] == "heldout")]
-    assert sorted(block["rank"]) == list(range(1, 14)) and set(block["system"]) == set(SETS) | set(FLOORS)
-    assert block["diff_kad"].notna().sum() == 12  # every system but the first is compared with the one above
+    everything = set(SETS) | set(FLOORS) | {"fadtk-mubert", "toy"}  # external systems ranked beside the rest
+    assert sorted(block["rank"]) == list(range(1, 16)) and set(block["system"]) == everything
+    assert block["diff_kad"].notna().sum() == 14  # every system but the first is compared with the one above
     assert "## musicnn: heldout" in (root / "reports" / "tables" / "comparisons.md").read_text()
     sensitivity = _record(root, "sensitivity", "all")["metrics"]
     for embedding in ("musicnn", "logmel-stats"):
