@@ -109,7 +109,7 @@ def _musicnn_entry() -> WeightEntry:
         url="https://pypi.org/project/musicnn/0.1.0/ (python -m pip download --no-deps musicnn==0.1.0)",
         licence="ISC as declared by the wheel; the authors also distribute converted models under CC BY-NC-SA",
         sha256=mn.MUSICNN_WHEEL_SHA256,
-        unpacked=(f"{mn.MUSICNN_MODEL}/{mn._DATA_FILE}", mn.MUSICNN_DATA_SHA256),
+        unpacked=(f"{mn.MUSICNN_MODEL}/{mn.DATA_FILE}", mn.MUSICNN_DATA_SHA256),
     )
 
 

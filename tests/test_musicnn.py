@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from musicdiff.metrics import musicnn as mn
+from musicdiff.metrics import musicnn_checkpoint as checkpoint
 from musicdiff.metrics.tf_bundle import read_tf_bundle
 
 FIXTURE = Path(__file__).parent / "data" / "musicnn_tf_reference.npz"
@@ -133,7 +134,7 @@ def test_fetch_offline_error_says_how_to_fix(tmp_path, monkeypatch):
         raise OSError("network unreachable")
 
     monkeypatch.delenv("MUSICDIFF_WEIGHTS", raising=False)
-    monkeypatch.setattr(mn.subprocess, "run", no_network)
+    monkeypatch.setattr(checkpoint.subprocess, "run", no_network)  # the download runs pip
     with pytest.raises(mn.MusicnnWeightsUnavailable) as exc:
         mn.fetch_musicnn_checkpoint(cache_dir=tmp_path / "cache")
     msg = str(exc.value)

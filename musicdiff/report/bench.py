@@ -31,7 +31,7 @@ def bench_frames(runs: list[dict]) -> dict[str, pd.DataFrame]:
         {"embedding": name, "weights": t.get(f"throughput/{name}/weights", ""), "clips": int(v["clips"]),
          "audio (s)": v["audio_s"], "musicdiff (x real time)": v["ours_x_realtime"],
          "fadtk (x real time)": v["fadtk_x_realtime"], "speed-up": v["fadtk_s"] / v["ours_s"],
-         **_stage_columns(v)}
+         **_stage_columns(v), **_network_columns(v)}
         for name, v in sorted(grouped("throughput").items())])
     skipped = pd.DataFrame([{"embedding": key.split("/")[1], "skipped": value} for key, value in sorted(t.items())
                             if key.startswith("throughput/") and key.endswith("/skipped")])
@@ -39,6 +39,13 @@ def bench_frames(runs: list[dict]) -> dict[str, pd.DataFrame]:
             "skipped": skipped,
             "setup": pd.DataFrame([{"repeats": p.get("repeats"), "threads": p.get("threads"),
                                     "device": t.get("device", "")}])}
+
+
+def _network_columns(v: dict) -> dict:
+    """The network alone (per file as fadtk calls it; batched) and the speed-up no pipeline can pass."""
+    names = {"network_per_file_s": "network alone, per file (s)", "network_batched_s": "network alone, batched (s)",
+             "ceiling": "ceiling (x fadtk)"}
+    return {label: v[key] for key, label in names.items() if key in v}
 
 
 def _stage_columns(v: dict) -> dict:
@@ -115,7 +122,11 @@ def bench_markdown(tables: dict[str, pd.DataFrame]) -> str:
                   "musicdiff's `embed_files` and fadtk's `cache_embedding_file`, with the same model object. "
                   "MusiCNN runs in fadtk's pipeline as a fadtk `ModelLoader` around musicdiff's network. "
                   "musicdiff decodes and resamples in threads beside the network (their seconds are summed over "
-                  "the threads and overlap the network's) and embeds many files per forward pass.", "",
+                  "the threads and overlap the network's) and embeds many files per forward pass. Both sides: "
+                  "medians of interleaved runs after a warm-up. 'Network alone' runs the network on the same "
+                  "audio decoded and resampled beforehand, one file per call as fadtk calls it, or all files in "
+                  "one batched call; the ceiling is fadtk's time over the faster of the two: no pipeline around "
+                  "this network, on this machine, can be faster than fadtk by more.", "",
                   tables["throughput"].to_markdown(index=False, floatfmt=".4g"), ""]
     if len(tables["skipped"]):
         parts += ["Not measured (weights missing; `musicdiff weights` lists them):", "",
