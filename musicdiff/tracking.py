@@ -34,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
-from musicdiff.hashing import sha256_tree
+from musicdiff.data.hashing import sha256_tree
 
 DEFAULT_EXPERIMENT = "musicdiff"
 TRACKED_LIBRARIES = ("torch", "torchaudio", "diffusers", "accelerate", "numpy", "scipy", "mlflow", "dvc")

@@ -22,9 +22,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from musicdiff.bench import FadtkCannotDecode, compare_frechet, compare_throughput, float16_effect, time_bootstrap
+from musicdiff.evaluation.bench import FadtkCannotDecode, compare_frechet, compare_throughput, float16_effect, time_bootstrap
 from musicdiff.data.reference_stats import fma_pop_stats
-from musicdiff.metrics.fad import gaussian_stats
+from musicdiff.evaluation.metrics.fad import gaussian_stats
 from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, load_params, record_path
@@ -53,7 +53,7 @@ BOOTSTRAP = {"reference": "clap-laion-audio", "clips": 400, "frames_per_clip": 4
 
 def bootstrap_metrics() -> dict[str, float]:
     """``bootstrap<n>/d<dim>/{seconds,per_resample_s,direct_per_resample_s,factor_s,clips,frames_per_clip}``
-    for :data:`BOOTSTRAP` (see :func:`musicdiff.bench.time_bootstrap`)."""
+    for :data:`BOOTSTRAP` (see :func:`musicdiff.evaluation.bench.time_bootstrap`)."""
     ref = fma_pop_stats(BOOTSTRAP["reference"])
     start = time.perf_counter()
     ref.factor  # noqa: B018 -- factored once, as for a real reference; timed apart
@@ -75,7 +75,7 @@ def main() -> None:
         run.log_params({"repeats": repeats, "clips": len(clips), "threads": torch.get_num_threads(),
                         "throughput_embeddings": settings.get("throughput_embeddings", [])})
         metrics = {}
-        from musicdiff.evaluation.embedding import embed_files
+        from musicdiff.evaluation.engine import embed_files
 
         from pipelines.evaluation import build_embedding  # the same builder as the scoring stages
 
@@ -99,8 +99,8 @@ def main() -> None:
         exact, rounded = float16_effect(mg, mubert)
         metrics.update({"float16/fad_float32": exact, "float16/fad_float16": rounded,
                         "float16/abs_diff": abs(exact - rounded)})
-        from musicdiff.bench_models import fadtk_pair
-        from musicdiff.weights import MissingWeightsError
+        from musicdiff.evaluation.bench_models import fadtk_pair
+        from musicdiff.weights.registry import MissingWeightsError
 
         wav_dir = ROOT / "data" / "bench" / "clips"  # the same 16-bit WAV inputs for both pipelines
         wav_dir.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ def main() -> None:
 
 
 def evaluate_system(params: dict, name: str) -> None:
-    from musicdiff.systems import SystemSpec
+    from musicdiff.evaluation.systems import SystemSpec
 
     spec = SystemSpec.from_params(name, params["systems"][name])
     folder = ROOT / "data" / "systems" / name / "audio"

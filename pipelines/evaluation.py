@@ -40,11 +40,11 @@ def embeddings(params: dict) -> list[str]:
 def build_embedding(params: dict, name: str):
     """The embedding ``name`` with its ``embed.options``; MusiCNN's checkpoint from ``data/weights/musicnn``
     (stage ``weights``). Raises the loader's error naming missing weights."""
-    from musicdiff.metrics.embeddings import get_embedding
+    from musicdiff.evaluation.embeddings.registry import get_embedding
 
     options = dict((params["embed"].get("options") or {}).get(name) or {})
     if name == "musicnn":
-        from musicdiff.metrics.musicnn import fetch_musicnn_checkpoint
+        from musicdiff.evaluation.embeddings.musicnn import fetch_musicnn_checkpoint
 
         options["checkpoint"] = fetch_musicnn_checkpoint(ROOT / "data" / "weights" / "musicnn")
     return get_embedding(name, **options)
@@ -83,10 +83,10 @@ def input_policy(params: dict):
 
 def screen_folder(params: dict, folder: Path, name: str, evaluated: bool = True):
     """Every audio file under ``folder`` listed and screened by the bad-input policy under the params'
-    protocol (``musicdiff.evaluation.embedding.ScreenedFiles``). Raises ``FileNotFoundError`` naming a missing
+    protocol (``musicdiff.evaluation.engine.ScreenedFiles``). Raises ``FileNotFoundError`` naming a missing
     folder or one without audio files."""
     from musicdiff.data.screening import find_audio_files
-    from musicdiff.evaluation.embedding import screen_files
+    from musicdiff.evaluation.engine import screen_files
 
     files, listing = find_audio_files(folder)
     if not files and not listing:
@@ -100,7 +100,7 @@ def embed_folder(params: dict, embedding, folder: Path, name: str, max_clips: in
     """The evaluation clips of every audio file under ``folder`` embedded with ``embedding`` (an embedding
     object), under the params' protocol and bad-input policy, through the shared cache. ``evaluated``
     (default) screens it as an evaluated set (generated or degraded clips); reference sets pass False."""
-    from musicdiff.evaluation.embedding import embed_files
+    from musicdiff.evaluation.engine import embed_files
 
     screened = screened or screen_folder(params, folder, name, evaluated)
     return embed_files(embedding, screened.paths, protocol(params), name, cache_dir=CACHE, root=ROOT,

@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from musicdiff.features.dataset import mel_dataset, spectral_convergence, waveform_dataset
 from musicdiff.features.mel import MelConfig, MelTransform
-from musicdiff.representation import Representation
+from musicdiff.generation.representation import Representation
 from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path

@@ -19,7 +19,7 @@ import numpy as np
 
 from musicdiff.evaluation.scoring import score
 from musicdiff.evaluation.sets import EmbeddedSet
-from musicdiff.metrics.loudness import keep_mask
+from musicdiff.evaluation.metrics.loudness import keep_mask
 from musicdiff.tracking import StageRecord, stage_run
 
 from pipelines import evaluation as ev
@@ -32,7 +32,7 @@ def system_levels(params: dict, name: str, level: str) -> dict[str, float]:
     """``{file name: level}`` of an external system's files that its evaluation set used (each file's mono
     mix at its own rate, as ``levels.csv`` measures a generated clip)."""
     from musicdiff.data.audio import decode_audio, downmix
-    from musicdiff.metrics.loudness import clip_level
+    from musicdiff.evaluation.metrics.loudness import clip_level
 
     used = EmbeddedSet.load(ev.set_path(params, name, ev.embeddings(params)[0])).names
     values = {}

@@ -15,7 +15,7 @@ import torch
 
 from musicdiff.data.audio import write_float_wav
 from musicdiff.tracking import stage_run
-from musicdiff.trained import TrainedVariant
+from musicdiff.generation.trained import TrainedVariant
 
 from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, sample_spec, upstream_run_tags
 
@@ -29,7 +29,7 @@ def write_clips(out_dir, prefix: str, audio: torch.Tensor, sample_rate: int, lev
             name = f"{prefix}_{i:04d}.wav"
             write_float_wav(tmp / name, clip.numpy(), sample_rate)
             if levels:
-                from musicdiff.metrics.loudness import clip_level
+                from musicdiff.evaluation.metrics.loudness import clip_level
 
                 rows.append({"file": name, **clip_level(clip.double().numpy(), sample_rate).to_dict()})
         if levels:

@@ -3,7 +3,7 @@ samples" experiment), on one generated evaluation set's clips.
 
 The embeddings of ``sample_size.set`` (a key of ``samples``, written by its ``evaluate@`` stage) with
 ``sample_size.embedding`` are scored at every size of ``sample_size.sizes`` (subsets drawn without
-replacement; ``musicdiff.metrics.sample_size``) against each of ``sample_size.reference_sets``, beside
+replacement; ``musicdiff.evaluation.metrics.sample_size``) against each of ``sample_size.reference_sets``, beside
 FAD-inf from ``musicdiff.evaluation.score`` (subsets up to half the pool, with its fit and whether it
 is reliable). Metrics are ``<reference>/n_<n>/<name>`` and ``<reference>/fad_inf...``; for MLflow's
 charts ``<embedding>/<reference>/fad`` is logged at step n.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from musicdiff.evaluation.scoring import score
 from musicdiff.evaluation.sets import EmbeddedSet
-from musicdiff.metrics.sample_size import scores_vs_n
+from musicdiff.evaluation.metrics.sample_size import scores_vs_n
 from musicdiff.tracking import stage_run
 
 from pipelines import evaluation as ev

@@ -15,10 +15,10 @@ from __future__ import annotations
 import torch
 import yaml
 
-from musicdiff.speed import (FIT_SUFFIX, GPU_PAPER_INSTANCE, fit_steps, gpu_paper_record, pin_threads, sampler_metrics,
+from musicdiff.generation.speed import (FIT_SUFFIX, GPU_PAPER_INSTANCE, fit_steps, gpu_paper_record, pin_threads, sampler_metrics,
                              time_samplers)
 from musicdiff.tracking import stage_run
-from musicdiff.trained import TrainedVariant
+from musicdiff.generation.trained import TrainedVariant
 
 from pipelines.common import ROOT, load_params, parser, record_path
 
@@ -83,9 +83,9 @@ def paper_mel(params: dict):
     """The study's mel UNet of ``speed.gpu_paper`` (architecture and resolution from the paper
     profile's variant; untrained), its noise schedule and representation."""
     from musicdiff.features.mel import MelConfig
-    from musicdiff.models.registry import build_denoiser
-    from musicdiff.representation import Representation
-    from musicdiff.schedulers import build_noise_scheduler
+    from musicdiff.generation.models.registry import build_denoiser
+    from musicdiff.generation.representation import Representation
+    from musicdiff.generation.schedulers import build_noise_scheduler
 
     gpu = params["speed"]["gpu_paper"]
     profile = yaml.safe_load((ROOT / gpu["profile"]).read_text())
@@ -103,8 +103,8 @@ def time_gpu_paper(params: dict, threads: dict) -> None:
     """The GPU, paper size run: on CUDA, every sampler of ``speed.gpu_paper.samplers`` on the study's
     [256, 256] mel UNet beside the study's seconds per audio second; otherwise a run whose tag says
     that no CUDA device was available."""
-    from musicdiff.representation import Decoder
-    from musicdiff.schedulers import build_sampler
+    from musicdiff.generation.representation import Decoder
+    from musicdiff.generation.schedulers import build_sampler
 
     settings, gpu = params["speed"], params["speed"]["gpu_paper"]
     cuda = torch.cuda.is_available()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from musicdiff.tracking import stage_run
-from musicdiff.trained import TrainedVariant
+from musicdiff.generation.trained import TrainedVariant
 
 from pipelines import evaluation as ev
 from pipelines.common import (ROOT, atomic_dir, load_params, parser, record_path, run_stage, upstream_run_tags, variant_settings)

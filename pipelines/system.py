@@ -1,11 +1,11 @@
 """Stage system@<name>: one entry of ``systems`` in params.yaml (a folder of audio, a generator entry
-point or a trained model folder of another checkout; ``musicdiff.systems``) turned into
+point or a trained model folder of another checkout; ``musicdiff.evaluation.systems``) turned into
 ``data/systems/<name>/audio/``, with its provenance in the record and the MLflow run. The stage
 ``evaluate_system@<name>`` scores it like a generated set."""
 
 from __future__ import annotations
 
-from musicdiff.systems import SystemSpec, materialize
+from musicdiff.evaluation.systems import SystemSpec, materialize
 from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, load_params, parser, record_path, run_stage

@@ -12,7 +12,7 @@ import torch
 
 from musicdiff.features.captions import captioned_clips, text_mel_dataset
 from musicdiff.features.mel import MelConfig, MelTransform
-from musicdiff.representation import Representation
+from musicdiff.generation.representation import Representation
 from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path

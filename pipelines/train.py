@@ -21,13 +21,13 @@ import torch
 from safetensors.torch import load_file
 
 import musicdiff
-from musicdiff.hashing import sha256_file, sha256_tree
-from musicdiff.models.registry import build_denoiser, count_parameters
-from musicdiff.representation import Representation
-from musicdiff.schedulers import build_noise_scheduler
-from musicdiff.text import load_text_encoder, text_conditioning
+from musicdiff.data.hashing import sha256_file, sha256_tree
+from musicdiff.generation.models.registry import build_denoiser, count_parameters
+from musicdiff.generation.representation import Representation
+from musicdiff.generation.schedulers import build_noise_scheduler
+from musicdiff.generation.models.text_encoder import load_text_encoder, text_conditioning
 from musicdiff.tracking import stage_run
-from musicdiff.training import train_diffusion
+from musicdiff.generation.training import train_diffusion
 
 from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, variant_settings
 

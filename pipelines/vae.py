@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from safetensors.torch import load_file, save_file
 
-from musicdiff.models.latent import build_vae, encode_latents, train_vae
-from musicdiff.representation import Representation
+from musicdiff.generation.models.latent import build_vae, encode_latents, train_vae
+from musicdiff.generation.representation import Representation
 from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path

@@ -3,7 +3,7 @@
 The first ``variation.n_sources`` clips (sorted by name) of the prepared set ``variation.source``
 (``<dataset>/<split>``; by default the ``floor`` split: held-out tracks that are not in the held-out
 reference set)
-are varied with ``musicdiff.creative.vary`` from each timestep in ``variation.timesteps`` (the
+are varied with ``musicdiff.generation.creative.vary`` from each timestep in ``variation.timesteps`` (the
 study's T = 950, 750, 500, 250 of 1000; strength = T / 1000) with the sampler ``variation.sampler``;
 clip ``i`` uses seed ``variation.seed + i``. For each T the variations are embedded with
 ``variation.embedding`` and scored:
@@ -14,7 +14,7 @@ clip ``i`` uses seed ``variation.seed + i``. For each T the variations are embed
   of their scaled log-mels (units of the [-1, 1] scale; 2 is the full 80 dB range).
 
 T = 0 is the sources themselves (distance 0), scored the same way, and ``decoded`` the sources
-encoded and decoded without diffusion (``musicdiff.creative.round_trip``): the distance the decoder
+encoded and decoded without diffusion (``musicdiff.generation.creative.round_trip``): the distance the decoder
 alone (Griffin-Lim, the VAE) puts between a clip and its source. Every set is cut by the evaluation
 protocol and scored by ``musicdiff.evaluation.score`` (FAD with CI, KAD, the adequacy flag). Audio
 goes to ``data/variation/<variant>/T_<T>/`` (and ``decoded/``); metrics are
@@ -27,11 +27,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from musicdiff import creative
+from musicdiff.generation import creative
 from musicdiff.data.audio import write_float_wav
 from musicdiff.features.mel import MelTransform
 from musicdiff.tracking import stage_run
-from musicdiff.trained import TrainedVariant
+from musicdiff.generation.trained import TrainedVariant
 
 from pipelines import evaluation as ev
 from pipelines.common import (ROOT, atomic_dir, load_params, parser, record_path, run_stage, upstream_run_tags, variant_settings)

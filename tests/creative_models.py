@@ -23,11 +23,11 @@ def train_folder(family: str, clips: list[Path], out: Path, steps: int = 150) ->
     ([frames, mels], 0.37 s), waveform windows 4096 samples (0.19 s), latents 8 x 8 of the [32, 32] mels."""
     from musicdiff.features.dataset import mel_dataset, waveform_dataset
     from musicdiff.features.mel import MelConfig, MelTransform
-    from musicdiff.models.latent import build_vae, encode_latents, train_vae
-    from musicdiff.models.registry import build_denoiser
-    from musicdiff.representation import Representation
-    from musicdiff.schedulers import build_noise_scheduler
-    from musicdiff.training import train_diffusion
+    from musicdiff.generation.models.latent import build_vae, encode_latents, train_vae
+    from musicdiff.generation.models.registry import build_denoiser
+    from musicdiff.generation.representation import Representation
+    from musicdiff.generation.schedulers import build_noise_scheduler
+    from musicdiff.generation.training import train_diffusion
 
     torch.manual_seed(0)
     config = MelConfig(n_mels=32, griffin_lim_iters=16)

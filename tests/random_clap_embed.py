@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicdiff.weights import hf_hub_cache, hf_snapshot, weights_dir
+from musicdiff.weights.registry import hf_hub_cache, hf_snapshot, weights_dir
 
 _BPE_VOCAB = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "a": 5, "b": 6}
 
@@ -87,8 +87,8 @@ def summary(x: np.ndarray) -> dict:
 
 def main(clip: str, out: str) -> None:
     from musicdiff.data.audio import load_audio
-    from musicdiff.hashing import sha256_file
-    from musicdiff.metrics.clap import ClapEmbedding, hf_offline
+    from musicdiff.data.hashing import sha256_file
+    from musicdiff.evaluation.embeddings.clap import ClapEmbedding, hf_offline
 
     write_hf_stand_ins()
     audio = load_audio(clip, 48000)

@@ -7,8 +7,8 @@ import numpy as np
 
 from musicdiff.evaluation.protocol import EvaluationProtocol
 from musicdiff.evaluation.sets import EmbeddedSet
-from musicdiff.metrics.fad import GaussianStats, frechet_distance
-from musicdiff.metrics.kad import KAD_SCALE, _reference_term
+from musicdiff.evaluation.metrics.fad import GaussianStats, frechet_distance
+from musicdiff.evaluation.metrics.kad import KAD_SCALE, _reference_term
 
 PROTOCOL = EvaluationProtocol(0.73, 22050).to_dict()
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from musicdiff.data.audio import load_audio
-from musicdiff.metrics.embeddings import get_embedding
-from musicdiff.metrics.fad import fad_score
-from musicdiff.metrics.loudness import LEVEL_FLOOR_DB, clip_level, keep_mask
+from musicdiff.evaluation.embeddings.registry import get_embedding
+from musicdiff.evaluation.metrics.fad import fad_score
+from musicdiff.evaluation.metrics.loudness import LEVEL_FLOOR_DB, clip_level, keep_mask
 from musicdiff.evaluation.perclip import clip_scores, leave_one_out_scores, outlier_scores
-from musicdiff.metrics.sample_size import scores_vs_n
+from musicdiff.evaluation.metrics.sample_size import scores_vs_n
 
 SR = 22050
 
@@ -118,11 +118,11 @@ def test_fad_falls_with_n_while_kad_is_unbiased(logmel):
 def test_checkpoint_ema_weights_load_and_differ_by_step(fadtk_clips, tmp_path):
     from musicdiff.features.dataset import mel_dataset
     from musicdiff.features.mel import MelConfig, MelTransform
-    from musicdiff.models.mel import build_mel_unet
-    from musicdiff.representation import Representation
-    from musicdiff.schedulers import build_noise_scheduler
-    from musicdiff.trained import TrainedVariant, checkpoint_steps, load_checkpoint_ema
-    from musicdiff.training import train_diffusion
+    from musicdiff.generation.models.mel import build_mel_unet
+    from musicdiff.generation.representation import Representation
+    from musicdiff.generation.schedulers import build_noise_scheduler
+    from musicdiff.generation.trained import TrainedVariant, checkpoint_steps, load_checkpoint_ema
+    from musicdiff.generation.training import train_diffusion
 
     config = MelConfig(n_mels=16)
     mels = mel_dataset(fadtk_clips[:4], MelTransform(config), frames=32, progress=False)

@@ -88,7 +88,7 @@ class _CountingEmbedding:
     """logmel-stats that counts its calls."""
 
     def __init__(self):
-        from musicdiff.metrics.embeddings import get_embedding
+        from musicdiff.evaluation.embeddings.registry import get_embedding
 
         self.inner, self.calls = get_embedding("logmel-stats"), 0
 
@@ -101,7 +101,7 @@ class _CountingEmbedding:
 
 
 def test_an_embedding_set_lists_what_it_skipped_and_refuses_a_set_that_lost_too_much(hostile):
-    from musicdiff.evaluation.embedding import embed_files, screen_files
+    from musicdiff.evaluation.engine import embed_files, screen_files
 
     folder, expected = hostile
     files, listing = find_audio_files(folder)
@@ -125,7 +125,7 @@ def test_an_embedding_set_lists_what_it_skipped_and_refuses_a_set_that_lost_too_
 
 
 def _fad(args, capsys):
-    from musicdiff.cli import main
+    from musicdiff.cli.main import main
 
     code = main(["fad", *map(str, args)])
     out, err = capsys.readouterr()
@@ -236,7 +236,7 @@ def test_download_and_prepare_use_or_skip_every_hostile_file_naming_it(hostile, 
 def test_a_file_of_exactly_one_clip_is_used_at_any_clip_length(tmp_path):
     """0.73 s at 22050 Hz is 16096.5 samples: the protocol rounds it to 16096, and a file of exactly
     that many samples is one clip, not too short (real floors are written at exactly that length)."""
-    from musicdiff.evaluation.embedding import screen_files
+    from musicdiff.evaluation.engine import screen_files
 
     for clip_s in (0.35, 0.73):
         protocol = EvaluationProtocol(clip_s, SR)

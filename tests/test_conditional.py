@@ -24,10 +24,10 @@ from musicdiff.features.captions import (
 )
 from musicdiff.features.dataset import mel_dataset
 from musicdiff.features.mel import MelConfig, MelTransform
-from musicdiff.models.registry import build_denoiser, count_parameters, load_denoiser
-from musicdiff.schedulers import build_noise_scheduler
-from musicdiff.text import MINILM_SHA256, load_text_encoder, text_conditioning
-from musicdiff.training import (
+from musicdiff.generation.models.registry import build_denoiser, count_parameters, load_denoiser
+from musicdiff.generation.schedulers import build_noise_scheduler
+from musicdiff.generation.models.text_encoder import MINILM_SHA256, load_text_encoder, text_conditioning
+from musicdiff.generation.training import (
     TextConditioning,
     draw_batch,
     draw_conditioned_batch,
@@ -284,8 +284,8 @@ def test_text_features_and_train_stages_write_a_conditioned_model_folder(prepare
     assert record["metrics"]["examples"] == 12
 
     # Sampling side: the folder loads as a mel-text variant; classifier-free guidance follows its formula.
-    from musicdiff import creative
-    from musicdiff.trained import TrainedVariant
+    from musicdiff.generation import creative
+    from musicdiff.generation.trained import TrainedVariant
 
     variant = TrainedVariant.load(None, model_dir)
     assert variant.family == "mel-text" and variant.captions == [c for label in sorted(features.labels)

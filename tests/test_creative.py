@@ -13,10 +13,10 @@ import torch
 from creative_models import SR, train_folder
 from hostile import make_hostile_folder
 
-from musicdiff import creative
-from musicdiff.cli import main
+from musicdiff.generation import creative
+from musicdiff.cli.main import main
 from musicdiff.features.mel import MelConfig, MelTransform
-from musicdiff.trained import TrainedVariant, infer_family
+from musicdiff.generation.trained import TrainedVariant, infer_family
 
 FAST = creative.SamplerSettings("ddim", 20)
 STEPS = {"mel": 150, "latent": 100, "waveform": 200}
@@ -150,7 +150,7 @@ def test_cli_varies_a_wav_and_records_how(models, fadtk_clips, tmp_path):
     wav = tmp_path / "in.wav"
     sf.write(wav, np.stack([source_audio := sf.read(fadtk_clips[12])[0][: 48000 * 2]] * 2, axis=1), 48000)
     out = tmp_path / "out" / "varied.wav"
-    cli = [sys.executable, "-m", "musicdiff.cli"]
+    cli = [sys.executable, "-m", "musicdiff.cli.main"]
     done = subprocess.run([*cli, "vary", str(models["latent"]), str(wav), "--timestep", "500", "--steps", "10",
                            "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

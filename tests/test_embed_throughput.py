@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from musicdiff.data.audio import SOXR_HQ, load_audio, resample
 from musicdiff.evaluation.protocol import EvaluationProtocol
-from musicdiff.evaluation.embedding import embed_files, screen_files
-from musicdiff.metrics.embeddings import LogMelStats, cache_key
+from musicdiff.evaluation.engine import embed_files, screen_files
+from musicdiff.evaluation.embeddings.registry import LogMelStats, cache_key
 
 PROTOCOL = EvaluationProtocol(3.0, 22050)
 TOLERANCE = 1e-4  # max abs difference; batched convolutions may round differently
@@ -20,7 +20,7 @@ TOLERANCE = 1e-4  # max abs difference; batched convolutions may round different
 
 @pytest.fixture(scope="module")
 def musicnn():
-    from musicdiff.metrics import musicnn as mn
+    from musicdiff.evaluation.embeddings import musicnn as mn
 
     try:
         prefix = mn.fetch_musicnn_checkpoint()
@@ -75,7 +75,7 @@ def test_kept_audio_budget_and_files_beyond_it_are_decoded_again(fadtk_clips, tm
 
 
 def test_reordered_front_end_is_bit_exact(musicnn, fadtk_clips):
-    from musicdiff.metrics.musicnn import _same_pad
+    from musicdiff.evaluation.embeddings.musicnn import _same_pad
 
     m = musicnn.model
     x = musicnn.patches(load_audio(fadtk_clips[0], 16000, resampling=SOXR_HQ))

@@ -11,8 +11,8 @@ import soundfile as sf
 
 from musicdiff.evaluation.protocol import EvaluationProtocol, ProtocolMismatchError, independent_frames
 from musicdiff.evaluation.sets import EmbeddedSet
-from musicdiff.evaluation.embedding import embed_files
-from musicdiff.metrics.embeddings import LogMelStats, cache_key, get_embedding
+from musicdiff.evaluation.engine import embed_files
+from musicdiff.evaluation.embeddings.registry import LogMelStats, cache_key, get_embedding
 
 PROTOCOL = EvaluationProtocol(0.73, 22050)
 
@@ -97,7 +97,7 @@ def test_cache_key_changes_with_audio_clip_protocol_config_weights_and_code(monk
     monkeypatch.setattr(LogMelStats, "weight_sha256", "other")
     assert cache_key("a" * 64, LogMelStats(), spec, 0) != key
     monkeypatch.undo()
-    monkeypatch.setattr("musicdiff.metrics.embeddings.code_sha256", lambda embedding: "edited")
+    monkeypatch.setattr("musicdiff.evaluation.embeddings.registry.code_sha256", lambda embedding: "edited")
     assert cache_key("a" * 64, base, spec, 0) != key
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from musicdiff.metrics.fad import GaussianStats, fad_score, frechet_distance, gaussian_stats
+from musicdiff.evaluation.metrics.fad import GaussianStats, fad_score, frechet_distance, gaussian_stats
 
 
 def test_fad_of_identical_sets_is_zero():
@@ -27,7 +27,7 @@ def test_frechet_distance_matches_fadtk_on_real_embeddings(fadtk_clips):
     from fadtk.fad import calc_frechet_distance
 
     from musicdiff.data.audio import load_audio
-    from musicdiff.metrics.embeddings import LogMelStats
+    from musicdiff.evaluation.embeddings.registry import LogMelStats
 
     embedding = LogMelStats()
     clips = [embedding.embed(load_audio(p, embedding.sample_rate)) for p in fadtk_clips]
@@ -106,8 +106,8 @@ def test_fad_and_fad_inf_against_shipped_statistics_recover_a_known_distance():
     # must fall towards 0 as clips are added, and FAD-inf (1/n extrapolation from subsets of at most half
     # the 200 clips) must sit near 0, its interval holding the true 0.
     from musicdiff.data.reference_stats import fma_pop_stats
-    from musicdiff.metrics.fad import fad_score
-    from musicdiff.metrics.fad_inf import fad_inf
+    from musicdiff.evaluation.metrics.fad import fad_score
+    from musicdiff.evaluation.metrics.fad_inf import fad_inf
 
     ref = fma_pop_stats("vggish")
     rng = np.random.default_rng(0)
@@ -172,7 +172,7 @@ def test_trace_term_drops_rounding_noise_and_matches_extended_precision():
     # agrees with 40-digit arithmetic.
     import mpmath as mp
 
-    from musicdiff.metrics.fad import ProjectedClips
+    from musicdiff.evaluation.metrics.fad import ProjectedClips
 
     rng = np.random.default_rng(3)
     dim = 24
@@ -197,7 +197,7 @@ def test_bootstrap_equals_the_per_resample_recomputation(frames_per_clip):
     # 64 clips against FMA-Pop's VGGish statistics (128-d): one frame per clip gives rank-deficient
     # resamples (fewer frames than dimensions), four frames full-rank ones.
     from musicdiff.data.reference_stats import fma_pop_stats
-    from musicdiff.metrics.fad import bootstrap_fads
+    from musicdiff.evaluation.metrics.fad import bootstrap_fads
 
     ref = fma_pop_stats("vggish")
     rng = np.random.default_rng(4)
@@ -217,7 +217,7 @@ def test_bootstrap_equals_the_per_resample_recomputation(frames_per_clip):
 
 
 def test_fad_inf_subsets_equal_the_recomputed_fad():
-    from musicdiff.metrics.fad_inf import fad_inf
+    from musicdiff.evaluation.metrics.fad_inf import fad_inf
 
     rng = np.random.default_rng(5)
     ref = gaussian_stats(rng.normal(size=(300, 16)))

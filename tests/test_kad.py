@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from musicdiff.metrics.fad import fad_score
-from musicdiff.metrics.fad_inf import fad_inf
-from musicdiff.metrics.kad import kad_score, kernel_distance, median_bandwidth
+from musicdiff.evaluation.metrics.fad import fad_score
+from musicdiff.evaluation.metrics.fad_inf import fad_inf
+from musicdiff.evaluation.metrics.kad import kad_score, kernel_distance, median_bandwidth
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def audio(fadtk_clips):
 
 @pytest.fixture(scope="module")
 def embed():
-    from musicdiff.metrics.embeddings import LogMelStats
+    from musicdiff.evaluation.embeddings.registry import LogMelStats
 
     return LogMelStats().embed
 

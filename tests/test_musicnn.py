@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from musicdiff.metrics import musicnn as mn
-from musicdiff.metrics import musicnn_checkpoint as checkpoint
-from musicdiff.metrics.tf_bundle import read_tf_bundle
+from musicdiff.evaluation.embeddings import musicnn as mn
+from musicdiff.evaluation.embeddings import musicnn_checkpoint as checkpoint
+from musicdiff.evaluation.embeddings.tf_bundle import read_tf_bundle
 
 FIXTURE = Path(__file__).parent / "data" / "musicnn_tf_reference.npz"
 MSD_MUSICNN_PARAMS = 787_159

@@ -325,7 +325,7 @@ def test_second_repro_is_a_no_op_and_report_regenerates_every_file(workspace):
     files = sorted(p for p in (root / "reports").rglob("*") if p.is_file())
     before = {p: p.read_bytes() for p in files}
     shutil.rmtree(root / "reports")
-    subprocess.run([sys.executable, "-m", "musicdiff.cli", "report"], cwd=root, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "musicdiff.cli.main", "report"], cwd=root, env=env, check=True)
     assert sorted(p for p in (root / "reports").rglob("*") if p.is_file()) == files
     for path, content in before.items():  # tables and figures, byte for byte
         assert path.read_bytes() == content, path
@@ -334,11 +334,11 @@ def test_second_repro_is_a_no_op_and_report_regenerates_every_file(workspace):
 def test_report_on_a_store_without_the_runs_names_the_fix_and_relog_repairs_it(workspace, tmp_path):
     root, env = workspace
     empty = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}"}
-    failed = subprocess.run([sys.executable, "-m", "musicdiff.cli", "report", "--out", str(tmp_path / "r")],
+    failed = subprocess.run([sys.executable, "-m", "musicdiff.cli.main", "report", "--out", str(tmp_path / "r")],
                             cwd=root, env=empty, capture_output=True, text=True)
     assert failed.returncode != 0 and "musicdiff relog metrics/" in failed.stderr
-    subprocess.run([sys.executable, "-m", "musicdiff.cli", "relog", "metrics"], cwd=root, env=empty, check=True)
-    subprocess.run([sys.executable, "-m", "musicdiff.cli", "report", "--out", str(tmp_path / "r")],
+    subprocess.run([sys.executable, "-m", "musicdiff.cli.main", "relog", "metrics"], cwd=root, env=empty, check=True)
+    subprocess.run([sys.executable, "-m", "musicdiff.cli.main", "report", "--out", str(tmp_path / "r")],
                    cwd=root, env=empty, check=True)
     assert (tmp_path / "r" / "tables" / "fad.csv").read_text() == (root / "reports" / "tables" / "fad.csv").read_text()
 

@@ -16,12 +16,12 @@ import yaml
 
 from musicdiff.features.dataset import mel_dataset
 from musicdiff.features.mel import MelConfig, MelTransform
-from musicdiff.models.registry import build_denoiser
-from musicdiff.representation import Decoder, Representation
-from musicdiff.schedulers import build_noise_scheduler, build_sampler
+from musicdiff.generation.models.registry import build_denoiser
+from musicdiff.generation.representation import Decoder, Representation
+from musicdiff.generation.schedulers import build_noise_scheduler, build_sampler
 from musicdiff.report.tables import gpu_paper_frame, ratio_check, speed_frame, speed_markdown, speed_notes
-from musicdiff.sampling import synchronize
-from musicdiff.speed import (NO_CUDA, SpeedResult, fit_steps, gpu_paper_record, physical_cores, pin_threads,
+from musicdiff.generation.sampling import synchronize
+from musicdiff.generation.speed import (NO_CUDA, SpeedResult, fit_steps, gpu_paper_record, physical_cores, pin_threads,
                              sampler_metrics, step_fit, time_inference)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def test_profile_paper_rewrites_params_keeping_comments_and_replacing_variants(t
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     shutil.copytree(REPO / "pipelines" / "profiles", tmp_path / "profiles")
     before = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    subprocess.run([sys.executable, "-m", "musicdiff.cli", "profile", "paper", "--profiles", "profiles"],
+    subprocess.run([sys.executable, "-m", "musicdiff.cli.main", "profile", "paper", "--profiles", "profiles"],
                    cwd=tmp_path, check=True, capture_output=True)
     text = (tmp_path / "params.yaml").read_text()
     after = yaml.safe_load(text)
@@ -42,12 +42,12 @@ def test_profile_paper_rewrites_params_keeping_comments_and_replacing_variants(t
     assert after["datasets"]["wesnoth"]["prepare"]["segment_s"] == 11.9
     assert after["datasets"]["ambient"] == before["datasets"]["ambient"]  # untouched keys kept
     assert after["train"]["seed"] == before["train"]["seed"] and after["train"]["max_steps"] == 40000
-    study = subprocess.run([sys.executable, "-m", "musicdiff.cli", "profile", "cpu-study", "--dry-run", "--profiles",
+    study = subprocess.run([sys.executable, "-m", "musicdiff.cli.main", "profile", "cpu-study", "--dry-run", "--profiles",
                             "profiles"], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
     study = yaml.safe_load(study)
     assert len(study["samples"]) == 20 and {"drums", "chorales"} <= set(study["reference_sets"])
     assert sum(s.get("headline", False) for s in study["samples"].values()) == 5 and study["bench"]["suites"] == ["fadtk"]
-    missing = subprocess.run([sys.executable, "-m", "musicdiff.cli", "profile", "nope", "--profiles", "profiles"],
+    missing = subprocess.run([sys.executable, "-m", "musicdiff.cli.main", "profile", "nope", "--profiles", "profiles"],
                              cwd=tmp_path, capture_output=True, text=True)
     assert missing.returncode == 2 and "paper" in missing.stderr
 
@@ -100,7 +100,7 @@ def test_pin_threads_sets_and_records_the_threads(tmp_path, monkeypatch):
         assert pinned["threads"] == torch.get_num_threads() == 1 and pinned["threads_source"] == "params"
         assert pinned["interop_threads"] == torch.get_num_interop_threads()
         assert pinned["interop_pinned"] == (torch.get_num_interop_threads() == 1)  # torch refuses once work began
-        monkeypatch.setattr("musicdiff.speed.physical_cores", lambda: 2)
+        monkeypatch.setattr("musicdiff.generation.speed.physical_cores", lambda: 2)
         default = pin_threads(None)
         assert default["threads"] == torch.get_num_threads() == 2 and default["threads_source"] == "physical cores"
         with pytest.raises(ValueError, match="speed.threads"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from musicdiff import regress
+from musicdiff.evaluation import regression as regress
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARK = REPO / "pipelines" / "regress"
@@ -23,7 +23,7 @@ BASELINE = REPO / "reports" / "baseline" / "fad_ci.json"
 
 
 def _musicdiff(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "musicdiff.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "musicdiff.cli.main", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, check=False)
 
 

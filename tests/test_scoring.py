@@ -11,8 +11,8 @@ from musicdiff.evaluation.comparison import compare, rank
 from musicdiff.evaluation.degradations import degrade, rank_correlation, strength
 from musicdiff.evaluation.protocol import EvaluationProtocol
 from musicdiff.evaluation.scoring import Reference, ScoreSettings, score
-from musicdiff.evaluation.embedding import embed_files
-from musicdiff.metrics.embeddings import LogMelStats
+from musicdiff.evaluation.engine import embed_files
+from musicdiff.evaluation.embeddings.registry import LogMelStats
 
 PROTOCOL = EvaluationProtocol(0.73, 22050)
 

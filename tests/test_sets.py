@@ -380,7 +380,7 @@ def test_song_describer_and_drums_from_user_folders(tmp_path, fadtk_clips):
 
 def test_fma_pop_statistics_are_float64_gaussians_and_name_what_they_cover():
     from musicdiff.data import reference_stats as R
-    from musicdiff.metrics.fad import fad_score
+    from musicdiff.evaluation.metrics.fad import fad_score
 
     covered = R.fma_pop_embeddings()
     assert {"vggish", "clap-laion-audio", "clap-laion-music"} <= set(covered)

@@ -21,9 +21,9 @@ import pytest
 
 from musicdiff.evaluation.comparison import TIED, compare
 from musicdiff.evaluation.scoring import Reference, ScoreSettings, score
-from musicdiff.metrics.fad import fad_score, frechet_distance, gaussian_stats
-from musicdiff.metrics.fad_inf import fad_inf, subset_sizes
-from musicdiff.metrics.kad import kad_score, median_bandwidth
+from musicdiff.evaluation.metrics.fad import fad_score, frechet_distance, gaussian_stats
+from musicdiff.evaluation.metrics.fad_inf import fad_inf, subset_sizes
+from musicdiff.evaluation.metrics.kad import kad_score, median_bandwidth
 
 from simulated import Gaussian, embedded, expected_kad, true_fd, world
 
@@ -152,7 +152,7 @@ def test_per_clip_scores_do_not_depend_on_how_many_frames_a_clip_has():
     # evaluation clip belongs to the reference, so the z-scores must centre on 0. The per-clip FAD with
     # a ddof-0 clip covariance (fadtk's per-song FAD) puts them far above instead.
     from musicdiff.evaluation.perclip import outlier_scores
-    from musicdiff.metrics.fad import GaussianStats
+    from musicdiff.evaluation.metrics.fad import GaussianStats
 
     ref, _ = world(16, seed=0)
     rng = np.random.default_rng(9)

@@ -1,4 +1,4 @@
-"""External systems (musicdiff.systems): each kind becomes a folder of audio with its provenance, and a
+"""External systems (musicdiff.evaluation.systems): each kind becomes a folder of audio with its provenance, and a
 malformed entry or a broken generator is a clear error naming the entry, with nothing left behind."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicdiff.systems import SystemSpec, materialize
+from musicdiff.evaluation.systems import SystemSpec, materialize
 
 TOY = str(Path(__file__).with_name("toy_generator.py"))
 

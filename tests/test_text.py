@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from musicdiff.text import MINILM_SHA256, load_text_encoder
-from musicdiff.weights import MissingWeightsError
+from musicdiff.generation.models.text_encoder import MINILM_SHA256, load_text_encoder
+from musicdiff.weights.registry import MissingWeightsError
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_a_t5_small_folder_in_the_hf_cache_or_the_env_folder_loads_through_the_t
     assert type(encoder.model).__name__ == "T5EncoderModel" and not encoder.model.training
     hidden, mask = encoder.encode(["rock song", ""])
     assert hidden.shape == (2, 8, 512) and mask.sum(1).tolist() == [4, 2]
-    from musicdiff.hashing import sha256_file
+    from musicdiff.data.hashing import sha256_file
 
     assert encoder.weights_sha256 == sha256_file(snapshot / "model.safetensors")
     monkeypatch.setenv("MUSICDIFF_T5_SMALL", str(_t5_layout(no_t5 / "mine", minilm)))

@@ -16,10 +16,10 @@ import torch
 
 from musicdiff.features.dataset import mel_dataset
 from musicdiff.features.mel import MelConfig, MelTransform
-from musicdiff.models.mel import build_mel_unet
-from musicdiff.sampling import generate
-from musicdiff.schedulers import build_noise_scheduler, build_sampler
-from musicdiff.training import draw_batch, latest_checkpoint, train_diffusion
+from musicdiff.generation.models.mel import build_mel_unet
+from musicdiff.generation.sampling import generate
+from musicdiff.generation.schedulers import build_noise_scheduler, build_sampler
+from musicdiff.generation.training import draw_batch, latest_checkpoint, train_diffusion
 
 TINY = dict(block_out_channels=[8, 16], down_block_types=["DownBlock2D", "AttnDownBlock2D"],
             up_block_types=["AttnUpBlock2D", "UpBlock2D"], layers_per_block=1, norm_num_groups=4,
@@ -176,9 +176,9 @@ DDP_SCRIPT = """
     import torch
 
     import musicdiff
-    from musicdiff import training
-    from musicdiff.models.mel import build_mel_unet
-    from musicdiff.schedulers import build_noise_scheduler
+    from musicdiff.generation import training
+    from musicdiff.generation.models.mel import build_mel_unet
+    from musicdiff.generation.schedulers import build_noise_scheduler
 
     work = Path(sys.argv[1])
     args = json.loads((work / "args.json").read_text())

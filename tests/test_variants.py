@@ -17,14 +17,14 @@ from diffusers import AutoencoderKL, UNet1DModel
 from musicdiff.data.audio import load_audio
 from musicdiff.features.dataset import mel_dataset
 from musicdiff.features.mel import MelConfig, MelTransform
-from musicdiff.models.dit import build_dit
-from musicdiff.models.latent import (build_latent_unet, build_vae, decode_latents, encode_latents, latent_scale,
+from musicdiff.generation.models.dit import build_dit
+from musicdiff.generation.models.latent import (build_latent_unet, build_vae, decode_latents, encode_latents, latent_scale,
                                      train_vae)
-from musicdiff.models.registry import VARIANTS, build_denoiser, build_model, count_parameters
-from musicdiff.models.waveform import build_waveform_unet, waveform_downsampling
-from musicdiff.sampling import generate
-from musicdiff.schedulers import build_noise_scheduler, build_sampler
-from musicdiff.training import diffusion_target, train_diffusion
+from musicdiff.generation.models.registry import VARIANTS, build_denoiser, build_model, count_parameters
+from musicdiff.generation.models.waveform import build_waveform_unet, waveform_downsampling
+from musicdiff.generation.sampling import generate
+from musicdiff.generation.schedulers import build_noise_scheduler, build_sampler
+from musicdiff.generation.training import diffusion_target, train_diffusion
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 def _profile(name: str) -> dict:
     """params.yaml with the profile ``name`` (pipelines/profiles/<name>.yaml) applied: the data files that
     hold every architecture configuration."""
-    from musicdiff.profiles import load_profile
+    from musicdiff.cli.profiles import load_profile
 
     return load_profile(REPO / "params.yaml", REPO / "pipelines" / "profiles" / f"{name}.yaml")
 

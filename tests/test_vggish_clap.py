@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import torch
 
-from musicdiff import weights as w
+from musicdiff.weights.registry import registry as w
 from musicdiff.data.audio import load_audio
-from musicdiff.metrics.embeddings import get_embedding
+from musicdiff.evaluation.embeddings.registry import get_embedding
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_hf_offline_is_restored_after_loading():
     import huggingface_hub.constants as hub_constants
     import transformers.utils.hub as tf_hub
 
-    from musicdiff.metrics.clap import hf_offline
+    from musicdiff.evaluation.embeddings.clap import hf_offline
 
     before = (os.environ.get("HF_HUB_OFFLINE"), hub_constants.HF_HUB_OFFLINE, tf_hub.is_offline_mode())
     with hf_offline():
@@ -140,7 +140,7 @@ def test_hf_offline_is_restored_after_loading():
 
 
 def test_embedding_names_and_unknown_kind():
-    from musicdiff.metrics.clap import ClapEmbedding
+    from musicdiff.evaluation.embeddings.clap import ClapEmbedding
 
     with pytest.raises(KeyError, match="clap-laion-music.*vggish"):
         get_embedding("vggish-typo")
@@ -167,8 +167,8 @@ def test_pretrained_fad_of_fadtks_clips_against_fma_pop_matches_fadtks_published
     import fadtk
 
     from musicdiff.data.reference_stats import fma_pop_stats
-    from musicdiff.evaluation.embedding import embed_files
-    from musicdiff.metrics.fad import fad_score
+    from musicdiff.evaluation.engine import embed_files
+    from musicdiff.evaluation.metrics.fad import fad_score
 
     _pretrained_or_skip(name)
     with open(Path(fadtk.__file__).parent / "test" / "samples_FAD_scores.csv") as fh:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from musicdiff import weights as w
+from musicdiff.weights.registry import registry as w
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +140,7 @@ def _cli(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items()
                 if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME")}
     full_env.update({k: str(v) for k, v in env.items()}, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "musicdiff.cli", "weights", *args], env=full_env, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "musicdiff.cli.main", "weights", *args], env=full_env, cwd=cwd,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -53,7 +53,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 import soundfile as sf
 
-from musicdiff.hashing import sha256_file
+from musicdiff.data.hashing import sha256_file
 
 __all__ = ["ONLINE_SETS", "OnlineFile", "OnlineSet", "OnlineSourceError", "fetch_online", "normalise_online_spec"]
 

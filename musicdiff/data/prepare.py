@@ -35,7 +35,7 @@ from musicdiff.data.audio import BadAudioError, rms_dbfs, write_float_wav
 from musicdiff.data.screening import InputPolicy, SkipLog, TooManySkippedError, screen_file
 from musicdiff.data.screening import SKIP_REASONS as SCREENING_REASONS
 from musicdiff.data.summary import SUMMARY_FILE, prepared_split_summary, read_summary, write_summary
-from musicdiff.hashing import replace_folder, sha256_file
+from musicdiff.data.hashing import replace_folder, sha256_file
 
 __all__ = ["CLIP_COLUMNS", "SKIP_REASONS", "PrepareResult", "prepare_set"]
 

@@ -8,8 +8,8 @@ not needed, so FMA-Pop can be a reference set on a machine without network.
 
 What statistics allow, and what they do not:
 
-* FAD against them works (:func:`musicdiff.metrics.fad.fad_score` takes a ``GaussianStats``), and so
-  does FAD-inf (:func:`musicdiff.metrics.kad.fad_inf` subsamples only the *evaluation* clips);
+* FAD against them works (:func:`musicdiff.evaluation.metrics.fad.fad_score` takes a ``GaussianStats``), and so
+  does FAD-inf (:func:`musicdiff.evaluation.metrics.kad.fad_inf` subsamples only the *evaluation* clips);
 * KAD needs the reference embeddings themselves, and nothing can resample the reference (no
   bootstrap over reference clips, no split-half baseline);
 * the number of embedding frames behind them is not shipped: :func:`fma_pop_stats` returns
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from musicdiff.hashing import sha256_file
-from musicdiff.metrics.fad import GaussianStats
+from musicdiff.data.hashing import sha256_file
+from musicdiff.evaluation.metrics.fad import GaussianStats
 
 __all__ = ["FMA_POP_TRACKS", "SHIPPED_SOURCES", "fma_pop_embeddings", "fma_pop_manifest", "fma_pop_path",
            "fma_pop_stats", "shipped_statistics"]

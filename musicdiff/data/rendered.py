@@ -27,7 +27,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from musicdiff.hashing import sha256_file
+from musicdiff.data.hashing import sha256_file
 
 __all__ = ["RENDERED_SETS", "RenderedFile", "normalise_rendered_spec", "render_bach_chorales", "trim_midi"]
 

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from musicdiff.hashing import sha256_file
+from musicdiff.data.hashing import sha256_file
 
 __all__ = [
     "SCHEMA",

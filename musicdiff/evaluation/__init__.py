@@ -8,7 +8,13 @@
 * ``perclip``: per-clip outlier z-scores at equal footing;
 * ``floors``: real audio alone and through a family's decoder alone, the rows every model is read
   against;
-* ``degradations``: graded degradations of real music for the metric-sensitivity analysis.
+* ``degradations``: graded degradations of real music for the metric-sensitivity analysis;
+* ``engine``: screening and embedding a list of files (cache first, decoding beside the network);
+* ``embeddings/``: the networks (MusiCNN, VGGish, CLAP) and the log-mel reference, one module each;
+* ``metrics/``: Frechet distance, FAD-inf, KAD, sample-size rules and the loudness filter;
+* ``systems``: external systems (folders, generators, model folders) made into scoreable sets;
+* ``regression``: the FAD regression check against a committed baseline;
+* ``bench`` / ``bench_models``: the benchmark against fadtk on the same inputs.
 
 Nothing here knows about DVC or MLflow; the stage scripts in ``pipelines/`` read params and files,
 call these functions and log what they return. Import the submodules themselves (this package

@@ -30,7 +30,7 @@ import numpy as np
 
 from musicdiff.evaluation.scoring import Reference, ScoreSettings, score
 from musicdiff.evaluation.sets import EmbeddedSet
-from musicdiff.metrics.fad import bootstrap_fads, frechet_distance, gaussian_stats
+from musicdiff.evaluation.metrics.fad import bootstrap_fads, frechet_distance, gaussian_stats
 
 BETTER, WORSE, TIED = "better", "worse", "not distinguishable"
 

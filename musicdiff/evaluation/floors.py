@@ -30,7 +30,7 @@ def window_samples(decoder_folder: Path | None, protocol: EvaluationProtocol) ->
     protocol's clip without a decoder."""
     if decoder_folder is None:
         return protocol.clip_samples
-    from musicdiff.representation import Representation
+    from musicdiff.generation.representation import Representation
 
     return Representation.load(decoder_folder).audio_samples
 
@@ -66,7 +66,7 @@ def round_trip(audio: np.ndarray, decoder_folder: Path | None, batch_size: int =
         return np.asarray(audio, dtype=np.float32)
     import torch
 
-    from musicdiff.representation import Decoder, Encoder, Representation
+    from musicdiff.generation.representation import Decoder, Encoder, Representation
 
     representation = Representation.load(decoder_folder)
     decoder = Decoder(representation, decoder_folder, decode)

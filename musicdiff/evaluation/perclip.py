@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from musicdiff.metrics.fad import as_frames
+from musicdiff.evaluation.metrics.fad import as_frames
 
 
 def clip_scores(reference_mean: np.ndarray, clips: list[np.ndarray]) -> np.ndarray:

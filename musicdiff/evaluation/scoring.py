@@ -1,9 +1,9 @@
 """The one scoring path: an evaluation set against a reference set, under one protocol.
 
 :func:`score` takes two :class:`~musicdiff.evaluation.sets.EmbeddedSet` (or shipped reference
-statistics) and returns a :class:`Score`: FAD with its bootstrap interval (``musicdiff.metrics.fad``),
-KAD with its jackknife interval (``musicdiff.metrics.kad``), FAD-inf with its fit and reliability
-(``musicdiff.metrics.fad_inf``), the counts behind them (clips, frames, independent frames, the
+statistics) and returns a :class:`Score`: FAD with its bootstrap interval (``musicdiff.evaluation.metrics.fad``),
+KAD with its jackknife interval (``musicdiff.evaluation.metrics.kad``), FAD-inf with its fit and reliability
+(``musicdiff.evaluation.metrics.fad_inf``), the counts behind them (clips, frames, independent frames, the
 embedding dimension) and the checks a reader needs before trusting the number:
 
 * **protocol**: both sides must come from the same clip duration, sample rate, segmentation,
@@ -30,9 +30,9 @@ from functools import cached_property
 import numpy as np
 
 from musicdiff.evaluation.sets import EmbeddedSet
-from musicdiff.metrics.fad import FadResult, GaussianStats, fad_score, gaussian_stats
-from musicdiff.metrics.fad_inf import FadInfResult, fad_inf, subset_sizes
-from musicdiff.metrics.kad import KadResult, kad_score, median_bandwidth
+from musicdiff.evaluation.metrics.fad import FadResult, GaussianStats, fad_score, gaussian_stats
+from musicdiff.evaluation.metrics.fad_inf import FadInfResult, fad_inf, subset_sizes
+from musicdiff.evaluation.metrics.kad import KadResult, kad_score, median_bandwidth
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def score(evaluation: EmbeddedSet, reference: Reference, settings: ScoreSettings
 
     FAD's interval is the clip bootstrap (``settings.n_bootstrap`` resamples, seeded); KAD (when the
     reference has clips and ``kad``) uses the bandwidth frozen from the reference; FAD-inf (when
-    ``fad_inf_`` and the pool allows :func:`~musicdiff.metrics.fad_inf.subset_sizes`) draws subsets up to
+    ``fad_inf_`` and the pool allows :func:`~musicdiff.evaluation.metrics.fad_inf.subset_sizes`) draws subsets up to
     half the pool and is reliable only if its smallest subset holds as many independent frames as the
     embedding has dimensions and R^2 >= ``settings.fad_inf_min_r2``.
 

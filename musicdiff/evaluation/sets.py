@@ -1,6 +1,6 @@
 """Embedding sets: the evaluation clips of a folder of audio, embedded under one protocol.
 
-``musicdiff.evaluation.embedding.embed_files`` makes one from audio files. An :class:`EmbeddedSet` carries the
+``musicdiff.evaluation.engine.embed_files`` makes one from audio files. An :class:`EmbeddedSet` carries the
 protocol, the embedding's name, config, window and weight hash, so that
 ``musicdiff.evaluation.protocol.check_comparable`` can refuse to compare two sets made differently.
 """

@@ -35,7 +35,7 @@ from musicdiff.data.sources.debian import DebianPackage
 from musicdiff.data.sources.download import MANIFEST_COLUMNS, download_set, read_manifest, read_skipped
 from musicdiff.data.sources.files import AUDIO_SUFFIXES, SKIP_REASONS, glob_match, skip_counts
 from musicdiff.data.sources.registry import BuildContext, SourceKind, known_kinds, register, unregister
-from musicdiff.hashing import sha256_file
+from musicdiff.data.hashing import sha256_file
 
 __all__ = [
     "AUDIO_SUFFIXES",

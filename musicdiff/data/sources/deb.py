@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from musicdiff.hashing import sha256_file
+from musicdiff.data.hashing import sha256_file
 
 __all__ = ["extract_deb", "extract_deb_python", "fetch_deb", "iter_ar_members"]
 

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from musicdiff.data.sources.files import SKIPPED_COLUMNS, read_source_record
 from musicdiff.data.sources.registry import BuildContext, lookup
 from musicdiff.data.summary import SUMMARY_FILE, raw_set_summary, write_summary
-from musicdiff.hashing import replace_folder, sha256_file
+from musicdiff.data.hashing import replace_folder, sha256_file
 
 __all__ = ["MANIFEST_COLUMNS", "SKIPPED_FILE", "STATE_FILE", "download_set", "read_manifest", "read_skipped"]
 

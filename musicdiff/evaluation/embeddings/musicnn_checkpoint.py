@@ -1,0 +1,161 @@
+"""Where MusiCNN's weights come from: the ``MSD_musicnn`` TensorFlow-1 checkpoint inside the PyPI
+wheel ``musicnn==0.1.0``, used only as data (downloaded with ``pip download --no-deps``, pinned by
+SHA-256, extracted atomically). The network that reads it is :mod:`musicdiff.evaluation.embeddings.musicnn`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from musicdiff.data.hashing import sha256_file
+
+__all__ = ["MUSICNN_WHEEL", "MUSICNN_WHEEL_FILENAME", "MUSICNN_WHEEL_SHA256", "MUSICNN_DATA_SHA256",
+           "MUSICNN_MODEL", "DATA_FILE", "INDEX_FILE", "MusicnnWeightsUnavailable", "fetch_musicnn_checkpoint"]
+
+MUSICNN_WHEEL = "musicnn==0.1.0"
+MUSICNN_WHEEL_FILENAME = "musicnn-0.1.0-py3-none-any.whl"
+MUSICNN_WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
+MUSICNN_DATA_SHA256 = "8579734ee6388f799ed0def4bbd0d1fdcbeaf213ef2a9dc860917bd76a303de6"
+MUSICNN_MODEL = "MSD_musicnn"
+
+DATA_FILE = ".data-00000-of-00001"
+INDEX_FILE = ".index"
+_BUNDLE_FILES = (DATA_FILE, INDEX_FILE)
+
+
+class MusicnnWeightsUnavailable(RuntimeError):
+    """The MSD_musicnn checkpoint is neither present locally nor downloadable."""
+
+
+def _check_model_dir(folder: Path) -> Path | None:
+    """Return the bundle prefix if ``folder`` holds a verified MSD_musicnn bundle."""
+    data = folder / DATA_FILE
+    if not (data.is_file() and (folder / INDEX_FILE).is_file()):
+        return None
+    digest = sha256_file(data)
+    if digest != MUSICNN_DATA_SHA256:
+        raise RuntimeError(
+            f"SHA-256 mismatch for {data}: got {digest}, expected {MUSICNN_DATA_SHA256}. "
+            "Delete this folder and provide the genuine musicnn 0.1.0 checkpoint."
+        )
+    # The bundle files have an empty basename ("<folder>/.index"): the folder is the prefix.
+    return folder
+
+
+def _extract_model_from_wheel(wheel: Path, dest: Path) -> Path:
+    """Verify ``wheel`` and atomically extract its MSD_musicnn folder to ``dest``."""
+    digest = sha256_file(wheel)
+    if digest != MUSICNN_WHEEL_SHA256:
+        raise RuntimeError(
+            f"SHA-256 mismatch for {wheel}: got {digest}, expected {MUSICNN_WHEEL_SHA256} "
+            f"({MUSICNN_WHEEL}). Remove the file and provide the genuine wheel."
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".musicnn-extract-", dir=dest.parent))
+    try:
+        member_prefix = f"musicnn/{MUSICNN_MODEL}/"
+        with zipfile.ZipFile(wheel) as zf:
+            members = [m for m in zf.namelist() if m.startswith(member_prefix) and not m.endswith("/")]
+            if not members:
+                raise RuntimeError(f"{wheel} does not contain {member_prefix}")
+            for m in members:
+                name = m[len(member_prefix) :]
+                if "/" in name or name in ("", ".", ".."):
+                    continue
+                with zf.open(m) as src, open(tmp / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        if _check_model_dir(tmp) is None:
+            raise RuntimeError(f"{wheel}: {member_prefix} lacks {_BUNDLE_FILES}")
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders
+        if dest.exists():
+            shutil.rmtree(dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            # another process may have completed the same extraction meanwhile
+            if _check_model_dir(dest) is None:
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    prefix = _check_model_dir(dest)
+    assert prefix is not None
+    return prefix
+
+
+def _find_wheel(folder: Path) -> Path | None:
+    cands = sorted(folder.glob("musicnn-0.1.0-*.whl")) if folder.is_dir() else []
+    return cands[0] if cands else None
+
+
+def fetch_musicnn_checkpoint(cache_dir: Path | None = None) -> Path:
+    """Locate or download the MSD_musicnn checkpoint; return its bundle prefix.
+
+    Search order:
+
+    1. ``$MUSICDIFF_WEIGHTS/musicnn/`` (filled by hand): either an extracted ``MSD_musicnn/``
+       folder (holding ``.index`` and ``.data-00000-of-00001``), those two files directly, or
+       the wheel ``musicnn-0.1.0-py3-none-any.whl`` (extracted into the cache dir).
+    2. ``cache_dir`` (default ``~/.cache/musicdiff/weights/musicnn``), folder ``MSD_musicnn/``.
+    3. ``python -m pip download --no-deps musicnn==0.1.0`` into a temporary folder, then
+       extraction of the ``MSD_musicnn`` folder into the cache (temporary folder + rename).
+
+    The wheel and the data shard are always checked against :data:`MUSICNN_WHEEL_SHA256` and
+    :data:`MUSICNN_DATA_SHA256`.
+
+    Returns the bundle prefix, which is the ``MSD_musicnn`` folder itself: its files have an
+    empty basename (``.index``, ``.data-00000-of-00001``) and ``read_tf_bundle`` treats a
+    directory prefix as ``"<folder>/"``.  The folder's ``checkpoint`` file names an absolute
+    path on the authors' machine and is ignored.
+
+    Raises ``RuntimeError`` on a SHA-256 mismatch, and :class:`MusicnnWeightsUnavailable` (a
+    ``RuntimeError``) when the checkpoint can be neither found nor downloaded (the message says
+    how to provide it by hand).
+    """
+    cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache/musicdiff/weights/musicnn"
+    cache_model = cache / MUSICNN_MODEL
+
+    env = os.environ.get("MUSICDIFF_WEIGHTS")
+    if env:
+        user = Path(env).expanduser() / "musicnn"
+        for folder in (user / MUSICNN_MODEL, user):
+            prefix = _check_model_dir(folder)
+            if prefix is not None:
+                return prefix
+        wheel = _find_wheel(user)
+        if wheel is not None:
+            return _extract_model_from_wheel(wheel, cache_model)
+
+    prefix = _check_model_dir(cache_model)
+    if prefix is not None:
+        return prefix
+    wheel = _find_wheel(cache)
+    if wheel is not None:
+        return _extract_model_from_wheel(wheel, cache_model)
+
+    with tempfile.TemporaryDirectory(prefix="musicnn-wheel-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               MUSICNN_WHEEL, "-d", tmp]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            failure = None if proc.returncode == 0 else (proc.stderr or proc.stdout).strip()[-800:]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            failure = repr(exc)
+        wheel = _find_wheel(Path(tmp))
+        if failure is not None or wheel is None:
+            raise MusicnnWeightsUnavailable(
+                "MusiCNN weights (MSD_musicnn checkpoint from the PyPI wheel "
+                f"{MUSICNN_WHEEL}) are not available and could not be downloaded.\n"
+                f"Download the wheel on a machine with network access:\n"
+                f"    python -m pip download --no-deps {MUSICNN_WHEEL} -d DIR\n"
+                f"and put {MUSICNN_WHEEL_FILENAME} (SHA-256 {MUSICNN_WHEEL_SHA256}) into "
+                "$MUSICDIFF_WEIGHTS/musicnn/ (or into "
+                f"{cache}).\npip said: {failure or 'no wheel file was written'}"
+            )
+        return _extract_model_from_wheel(wheel, cache_model)
