@@ -9,6 +9,16 @@ Each stage's **code dependencies are derived from its imports**: the stage scrip
 ``musicdiff/`` and ``pipelines/`` it imports, transitively (imports inside functions included), as
 files. A change to a module re-runs exactly the stages that import it, and no stage depends on code
 it never runs. Data dependencies, params, outputs and records are declared below.
+
+The denoiser families are the exception that imports cannot show: the family registry
+(``musicdiff/generation/models/registry.py``) imports a family's module only when a variant of it is
+built or loaded. A stage that builds models names them with ``families``: ``"item"`` (``train@``)
+depends on its own variant's family module, ``musicdiff/generation/models/${item.family}.py``, and
+``"all"`` (``speed``) on every family module. What a family module imports beyond itself (the UNet
+shared by three families, the weights lookup of the text encoders) is a dependency of every such
+stage. Stages that load a trained model folder (``sample@``, ``steps@``, ...) depend on the family's
+code through that folder: an edit of a family re-runs its ``train@``, and a changed model re-runs
+everything downstream of it.
 """
 
 from __future__ import annotations
@@ -65,6 +75,27 @@ def code_dependencies(module: str) -> list[str]:
     return sorted(str(_module_file(name).relative_to(REPO)) for name in seen)
 
 
+REGISTRY = REPO / "musicdiff" / "generation" / "models" / "registry.py"
+FAMILY_DEP = "musicdiff/generation/models/${item.family}.py"
+
+
+def families() -> tuple[str, ...]:
+    """The family keys of the registry (its ``FAMILIES`` literal), read without importing it."""
+    for node in ast.parse(REGISTRY.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "FAMILIES" for t in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    raise LookupError(f"{REGISTRY} defines no FAMILIES")
+
+
+def family_dependencies() -> tuple[dict[str, str], list[str]]:
+    """``({family: its module file}, files the family modules import beyond the family modules)``."""
+    files = {f: f"musicdiff/generation/models/{f}.py" for f in families()}
+    imported = set()
+    for family in files:
+        imported.update(code_dependencies(f"musicdiff.generation.models.{family}"))
+    return files, sorted(imported - set(files.values()))
+
+
 # The stages. `loop` is the foreach/matrix expression; `script` the module the command runs; `deps` the
 # data the stage reads; `outs` what it writes (cache: false for small files git keeps).
 STAGES: dict[str, dict] = {
@@ -99,7 +130,7 @@ STAGES: dict[str, dict] = {
     "train": dict(
         loop={"foreach": "${variants}"}, script="pipelines.train",
         cmd="${launcher} -m pipelines.train --variant ${key}",  # launcher: python, or accelerate launch
-        deps=["data/${item.data}"], params=["variants.${key}", "schedule", "train"],
+        deps=["data/${item.data}"], params=["variants.${key}", "schedule", "train"], families="item",
         outs=[{"data/models/${key}": {"persist": True}}],  # checkpoints survive an interrupted run
         record="metrics/train/${key}.json"),
     "sample": dict(
@@ -110,7 +141,7 @@ STAGES: dict[str, dict] = {
         outs=["data/samples/${key}"], record="metrics/sample/${key}.json"),
     "speed": dict(  # one process times every variant, one after the other (a record each), then on CUDA
         # the paper profile's [256, 256] mel UNet (untrained: its architecture from the profile file)
-        script="pipelines.speed", cmd="python -m pipelines.speed",
+        script="pipelines.speed", cmd="python -m pipelines.speed", families="all",
         deps=["data/models", "pipelines/profiles/paper.yaml"],
         params=["variants", "speed", "samplers", "decode", "audio", "mel", "schedule"],
         outs=[{"metrics/speed": {"cache": False}}]),
@@ -207,7 +238,12 @@ def _stage(name: str, spec: dict, prefix: str) -> dict:
     """One dvc.yaml stage; code paths are prefixed with ``prefix`` (the way from the dvc.yaml's folder
     to the repository root)."""
     body = {"cmd": spec["cmd"]}
-    deps = [prefix + path for path in code_dependencies(spec["script"])] + list(spec.get("deps", []))
+    code = set(code_dependencies(spec["script"]))
+    if spec.get("families"):
+        family_files, shared = family_dependencies()
+        code.update(shared)
+        code.update(family_files.values() if spec["families"] == "all" else [FAMILY_DEP])
+    deps = [prefix + path for path in sorted(code)] + list(spec.get("deps", []))
     body["deps"] = deps
     if spec.get("params"):
         body["params"] = list(spec["params"])
@@ -231,7 +267,7 @@ def render(names: tuple[str, ...] | list[str], prefix: str = "") -> str:
     stages = {name: _stage(name, STAGES[name], prefix) for name in names}
     doc = {"stages": stages}
     if "report" in names:
-        from musicdiff.report import PLOTS
+        from musicdiff.report.build import PLOTS
 
         doc["plots"] = [f"reports/{path}" for path in PLOTS]
     return HEADER + yaml.safe_dump(doc, sort_keys=False, width=120)

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from musicdiff.report import build_reports, report_orders
+from musicdiff.report.build import build_reports, report_orders
 from musicdiff.tracking import SCORES_VIEW, relog_records, share_scores_view, stage_run
 
 from pipelines.common import ROOT, load_params

@@ -3,7 +3,7 @@
 Reads ``data/<variants.<name>.data>/`` (a features, latents or text_features folder), writes
 ``data/models/<name>/``: ``unet/``, ``unet_ema/``, ``scheduler/``, ``checkpoints/``,
 ``representation.json`` and, for latent variants, a copy of the ``vae/`` the latents came from, so
-the folder alone can generate audio. A text-conditioned variant (family ``mel-text``) encodes its
+the folder alone can generate audio. A text-conditioned variant (family ``mel_text``) encodes its
 captions once with its frozen ``text_encoder`` and also writes ``conditioning.json`` (encoder name,
 weight SHA-256, max_tokens, guidance scale, uncond_prob, captions per label).
 """
@@ -20,18 +20,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-import musicdiff
 from musicdiff.data.hashing import sha256_file, sha256_tree
-from musicdiff.generation.models.registry import build_denoiser, count_parameters
+from musicdiff.generation.models.registry import build_denoiser, count_parameters, family_file, prepare_training
 from musicdiff.generation.representation import Representation
 from musicdiff.generation.schedulers import build_noise_scheduler
-from musicdiff.generation.models.text_encoder import load_text_encoder, text_conditioning
-from musicdiff.tracking import stage_run
+from musicdiff.generation import training
+from musicdiff.generation.models import unet2d
 from musicdiff.generation.training import train_diffusion
+from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, variant_settings
 
-CODE = Path(musicdiff.__file__).resolve().parent  # the installed library whose training code keys a resume
 
 
 class _Untracked:
@@ -60,23 +59,16 @@ def main() -> None:
         tensors = load_file(str(features))
         data = tensors["x"]
         model_config, conditioning, text = variant["model"], None, None
+        # a resume continues only the same data, settings and code (the loop, the shared UNet, the family)
+        code = [Path(training.__file__), Path(unet2d.__file__), family_file(variant["family"])]
         key = {"features": sha256_file(features), "variant": variant, "schedule": schedule, "train": train,
-               "code": sha256_tree([CODE / "training.py", *sorted((CODE / "models").glob("*.py"))])}
-        if variant["family"] == "mel-text":
-            captions = json.loads((data_dir / "captions.json").read_text())
-            encoder = load_text_encoder(variant["text_encoder"], int(variant.get("max_tokens", 32)))
-            conditioning = text_conditioning(encoder, captions["captions"], tensors["caption_index"],
-                                             float(variant["uncond_prob"]))
-            model_config = {**variant["model"], "cross_attention_dim": encoder.dim}
-            text = {"text_encoder": encoder.name, "weights_sha256": encoder.weights_sha256,
-                    "max_tokens": encoder.max_tokens, "guidance_scale": float(variant["guidance_scale"]),
-                    "uncond_prob": conditioning.uncond_prob, "captions": captions["labels"]}
-            key.update(text_encoder=encoder.weights_sha256, captions=sha256_file(data_dir / "captions.json"),
-                       code=sha256_tree([CODE / "training.py", CODE / "text.py",
-                                         *sorted((CODE / "models").glob("*.py"))]))
-            run.log_params({"text_encoder": encoder.name, "text_encoder_sha256": encoder.weights_sha256,
-                            "cross_attention_dim": encoder.dim})
-            run.set_tags({"text_encoder": encoder.name, "text_encoder_sha256": encoder.weights_sha256})
+               "code": sha256_tree(code)}
+        setup = prepare_training(variant["family"], variant, data_dir, tensors)  # None unless text-conditioned
+        if setup is not None:
+            conditioning, model_config, text = setup.conditioning, setup.model_config, setup.record
+            key.update(setup.key)
+            run.log_params(setup.params)
+            run.set_tags(setup.tags)
         model = build_denoiser(variant["family"], model_config, tuple(data.shape[1:]),
                                schedule["num_train_timesteps"])
         scheduler = build_noise_scheduler(schedule)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from safetensors.torch import load_file, save_file
 
-from musicdiff.generation.models.latent import build_vae, encode_latents, train_vae
+from musicdiff.generation.latent_codec import encode_latents
+from musicdiff.generation.models.latent import build_vae, train_vae
 from musicdiff.generation.representation import Representation
 from musicdiff.tracking import stage_run
 

@@ -23,7 +23,8 @@ def train_folder(family: str, clips: list[Path], out: Path, steps: int = 150) ->
     ([frames, mels], 0.37 s), waveform windows 4096 samples (0.19 s), latents 8 x 8 of the [32, 32] mels."""
     from musicdiff.features.dataset import mel_dataset, waveform_dataset
     from musicdiff.features.mel import MelConfig, MelTransform
-    from musicdiff.generation.models.latent import build_vae, encode_latents, train_vae
+    from musicdiff.generation.latent_codec import encode_latents
+    from musicdiff.generation.models.latent import build_vae, train_vae
     from musicdiff.generation.models.registry import build_denoiser
     from musicdiff.generation.representation import Representation
     from musicdiff.generation.schedulers import build_noise_scheduler

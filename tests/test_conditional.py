@@ -26,7 +26,7 @@ from musicdiff.features.dataset import mel_dataset
 from musicdiff.features.mel import MelConfig, MelTransform
 from musicdiff.generation.models.registry import build_denoiser, count_parameters, load_denoiser
 from musicdiff.generation.schedulers import build_noise_scheduler
-from musicdiff.generation.models.text_encoder import MINILM_SHA256, load_text_encoder, text_conditioning
+from musicdiff.generation.models.mel_text import MINILM_SHA256, load_text_encoder, text_conditioning
 from musicdiff.generation.training import (
     TextConditioning,
     draw_batch,
@@ -140,12 +140,12 @@ def test_every_crop_keeps_its_clips_caption_and_mel(prepared, features, transfor
 # ----------------------------------------------------------------------------- the conditional UNet
 def test_the_conditional_unet_needs_the_encoder_width_and_a_divisible_resolution():
     with pytest.raises(ValueError, match="cross_attention_dim"):
-        build_denoiser("mel-text", TINY, (1, 16, 32))
+        build_denoiser("mel_text", TINY, (1, 16, 32))
     with pytest.raises(ValueError, match="divisible by 2"):
-        build_denoiser("mel-text", {**TINY, "cross_attention_dim": 384}, (1, 15, 32))
+        build_denoiser("mel_text", {**TINY, "cross_attention_dim": 384}, (1, 15, 32))
     for width, size in ((384, 1_945_777), (512, 2_060_465)):  # MiniLM, T5-small: the registry's table
         with torch.device("meta"):
-            model = build_denoiser("mel-text", {**CPU, "cross_attention_dim": width}, (1, 64, 64))
+            model = build_denoiser("mel_text", {**CPU, "cross_attention_dim": width}, (1, 64, 64))
         assert count_parameters(model) == size
 
 
@@ -172,7 +172,7 @@ def test_conditioning_that_does_not_fit_the_data_is_refused(features, minilm, tm
            "mask shape": TextConditioning(good.hidden, good.mask[:, :4], good.caption_index, 0.1),
            "one row per example": TextConditioning(good.hidden, good.mask, good.caption_index[:5], 0.1),
            "probability": TextConditioning(good.hidden, good.mask, good.caption_index, 1.5)}
-    model = build_denoiser("mel-text", {**TINY, "cross_attention_dim": 384}, (1, 16, 32))
+    model = build_denoiser("mel_text", {**TINY, "cross_attention_dim": 384}, (1, 16, 32))
     for problem, conditioning in bad.items():
         with pytest.raises(ValueError):
             train_diffusion(model, build_noise_scheduler(SCHEDULE), features.x, {"seed": 0, "batch_size": 2,
@@ -207,10 +207,10 @@ def test_the_caption_is_dropped_at_about_uncond_prob():
 # ----------------------------------------------------------------------------- training
 @pytest.fixture(scope="module")
 def trained(features, minilm, tmp_path_factory):
-    out = tmp_path_factory.mktemp("mel-text")
+    out = tmp_path_factory.mktemp("mel_text")
     conditioning = text_conditioning(minilm, features.captions, features.caption_index, 0.1)
     torch.manual_seed(0)
-    model = build_denoiser("mel-text", {**TINY, "cross_attention_dim": minilm.dim}, tuple(features.x.shape[1:]))
+    model = build_denoiser("mel_text", {**TINY, "cross_attention_dim": minilm.dim}, tuple(features.x.shape[1:]))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     config = {"seed": 0, "batch_size": 4, "max_steps": 20, "learning_rate": 1e-3, "warmup_steps": 1,
               "checkpoint_steps": [10], "mixed_precision": "no", "log_every": 5, "ema": {"decay": 0.999}}
@@ -224,7 +224,7 @@ def test_text_conditioned_training_runs_and_saves_a_loadable_conditional_unet(tr
     assert all(torch.isfinite(torch.tensor(result.losses)))
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert any("attn2.to_k" in k for k in changed)  # the cross-attention to the captions was trained
-    ema = load_denoiser("mel-text", out / "unet_ema")
+    ema = load_denoiser("mel_text", out / "unet_ema")
     assert type(ema).__name__ == "UNet2DConditionModel" and ema.config.cross_attention_dim == 384
 
 
@@ -251,7 +251,7 @@ def test_the_trained_model_listens_to_the_caption_and_ignores_padding(trained, f
 # ----------------------------------------------------------------------------- the two stages
 def test_text_features_and_train_stages_write_a_conditioned_model_folder(prepared, tmp_path):
     """The stage scripts as DVC runs them (cwd = the project folder): text_features@ on the prepared
-    sets above, then train@ of a mel-text variant, which records its text encoder."""
+    sets above, then train@ of a mel_text variant, which records its text encoder."""
     repo = Path(__file__).resolve().parents[1]
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["mel"]["griffin_lim_iters"] = 4
@@ -260,7 +260,7 @@ def test_text_features_and_train_stages_write_a_conditioned_model_folder(prepare
                                         "labels": LABELS}}
     params["schedule"] = SCHEDULE
     params["train"].update({"max_steps": 2, "batch_size": 4, "checkpoint_steps": [], "log_every": 1})
-    params["variants"] = {"tiny-text": {"family": "mel-text", "data": "text_features/tiny", "prediction_type": "sample",
+    params["variants"] = {"tiny-text": {"family": "mel_text", "data": "text_features/tiny", "prediction_type": "sample",
                                         "text_encoder": "minilm", "max_tokens": 8, "uncond_prob": 0.2,
                                         "guidance_scale": 2.5, "model": TINY}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -277,18 +277,18 @@ def test_text_features_and_train_stages_write_a_conditioned_model_folder(prepare
     conditioning = json.loads((model_dir / "conditioning.json").read_text())
     assert conditioning == {"text_encoder": "minilm", "weights_sha256": MINILM_SHA256, "max_tokens": 8,
                             "guidance_scale": 2.5, "uncond_prob": 0.2, "captions": features.labels}
-    assert load_denoiser("mel-text", model_dir / "unet_ema").config.cross_attention_dim == 384
+    assert load_denoiser("mel_text", model_dir / "unet_ema").config.cross_attention_dim == 384
     assert (model_dir / "representation.json").exists()
     record = json.loads((tmp_path / "metrics" / "train" / "tiny-text.json").read_text())
     assert record["tags"]["text_encoder"] == "minilm" and record["tags"]["text_encoder_sha256"] == MINILM_SHA256
     assert record["metrics"]["examples"] == 12
 
-    # Sampling side: the folder loads as a mel-text variant; classifier-free guidance follows its formula.
+    # Sampling side: the folder loads as a mel_text variant; classifier-free guidance follows its formula.
     from musicdiff.generation import creative
     from musicdiff.generation.trained import TrainedVariant
 
     variant = TrainedVariant.load(None, model_dir)
-    assert variant.family == "mel-text" and variant.captions == [c for label in sorted(features.labels)
+    assert variant.family == "mel_text" and variant.captions == [c for label in sorted(features.labels)
                                                                  for c in features.labels[label]]
     fast = creative.SamplerSettings("ddim", 4)
     run = lambda caption, w: creative.denoise(  # noqa: E731

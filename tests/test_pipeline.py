@@ -64,7 +64,7 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
                                     "up_block_types": ["AttnUpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"],
                                     "mid_block_type": "UNetMidBlock1D", "time_embedding_dim": 16},
                           "train": {"max_steps": 4, "checkpoint_steps": [3]}},
-        "mel-text-32x32": {"family": "mel-text", "data": "text_features/mel-text-32x32", "prediction_type": "sample",
+        "mel-text-32x32": {"family": "mel_text", "data": "text_features/mel-text-32x32", "prediction_type": "sample",
                            "text_encoder": "minilm", "max_tokens": 8, "uncond_prob": 0.1, "guidance_scale": 3.0,
                            "model": text_unet},
     }

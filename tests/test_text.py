@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from musicdiff.generation.models.text_encoder import MINILM_SHA256, load_text_encoder
+from musicdiff.generation.models.mel_text import MINILM_SHA256, load_text_encoder
 from musicdiff.weights.registry import MissingWeightsError
 
 

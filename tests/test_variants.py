@@ -18,8 +18,8 @@ from musicdiff.data.audio import load_audio
 from musicdiff.features.dataset import mel_dataset
 from musicdiff.features.mel import MelConfig, MelTransform
 from musicdiff.generation.models.dit import build_dit
-from musicdiff.generation.models.latent import (build_latent_unet, build_vae, decode_latents, encode_latents, latent_scale,
-                                     train_vae)
+from musicdiff.generation.latent_codec import decode_latents, encode_latents
+from musicdiff.generation.models.latent import build_latent_unet, build_vae, latent_scale, train_vae
 from musicdiff.generation.models.registry import VARIANTS, build_denoiser, build_model, count_parameters
 from musicdiff.generation.models.waveform import build_waveform_unet, waveform_downsampling
 from musicdiff.generation.sampling import generate

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _report(args) -> int:
-    from musicdiff.report import build_reports, report_orders
+    from musicdiff.report.build import build_reports, report_orders
 
     orders = {}
     if Path(args.params).exists():  # column orders as listed in params.yaml, like the DVC report stage

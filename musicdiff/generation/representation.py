@@ -141,7 +141,7 @@ class Decoder:
         if r.kind == "waveform":
             return samples[:, 0].float().clamp(-1.0, 1.0)
         if r.kind == "latent":
-            from musicdiff.generation.models.latent import decode_latents
+            from musicdiff.generation.latent_codec import decode_latents
 
             samples = decode_latents(self.vae, samples, self.vae.config.scaling_factor).clamp(-1.0, 1.0)
         return self.mel.inverse(samples[:, 0].float())
@@ -153,7 +153,7 @@ class Encoder:
 
     * mel: the scaled log-mel (``MelTransform``) of the audio;
     * latent: that mel through the VAE encoder, posterior mean times the stored ``scaling_factor``
-      (Rombach et al. 2022, §4.3.2; ``musicdiff.generation.models.latent.encode_latents``);
+      (Rombach et al. 2022, §4.3.2; ``musicdiff.generation.latent_codec.encode_latents``);
     * waveform: the audio itself, clamped to [-1, 1].
 
     ``frames_per_unit`` is how many spectrogram frames one step of the tensor's last (time) axis holds
@@ -192,7 +192,7 @@ class Encoder:
         mel = self.decoder.mel(audio).unsqueeze(1)  # (batch, 1, n_mels, frames)
         if r.kind == "mel":
             return mel
-        from musicdiff.generation.models.latent import encode_latents
+        from musicdiff.generation.latent_codec import encode_latents
 
         usable = mel.shape[-1] // self.frames_per_unit * self.frames_per_unit
         if usable == 0:
@@ -208,7 +208,7 @@ class Encoder:
         if r.kind == "waveform":
             return tensors[:, 0].float().clamp(-1.0, 1.0)
         if r.kind == "latent":
-            from musicdiff.generation.models.latent import decode_latents
+            from musicdiff.generation.latent_codec import decode_latents
 
             tensors = decode_latents(self.decoder.vae, tensors, self.decoder.vae.config.scaling_factor).clamp(-1, 1)
         return self.decoder.mel.inverse(tensors[:, 0].float())

@@ -4,7 +4,7 @@ representation and decoder, from the final EMA weights or from the EMA state of 
 Folder layout (written by :func:`musicdiff.generation.training.train_diffusion`): ``unet_ema/`` (final EMA
 weights), ``scheduler/``, ``representation.json``, ``vae/`` for latent variants, and
 ``checkpoints/step_<N>/`` (accelerate state; ``custom_checkpoint_0.pkl`` is the diffusers
-``EMAModel`` state at step N). A text-conditioned (``mel-text``) folder also holds
+``EMAModel`` state at step N). A text-conditioned (``mel_text``) folder also holds
 ``conditioning.json``: the text encoder's name, weight SHA-256 and token count, the captions it was
 trained on by label, the caption dropout and the default guidance scale.
 """
@@ -18,18 +18,18 @@ from pathlib import Path
 
 import torch
 
-from musicdiff.generation.models.registry import load_denoiser
+from musicdiff.generation.models.registry import family_module, load_denoiser
 from musicdiff.generation.representation import Decoder, Encoder, Representation
 from musicdiff.generation.sampling import GenerationResult, TextCondition, generate
 from musicdiff.generation.schedulers import build_sampler
 
 EMA_STATE = "custom_checkpoint_0.pkl"
 CONDITIONING = "conditioning.json"
-_CLASS_FAMILIES = {"UNet1DModel": "waveform", "UNet2DConditionModel": "mel-text", "UnconditionalDiT2DModel": "dit"}
+_CLASS_FAMILIES = {"UNet1DModel": "waveform", "UNet2DConditionModel": "mel_text", "UnconditionalDiT2DModel": "dit"}
 
 
 def infer_family(model_dir: Path) -> str:
-    """The variant family (mel | waveform | latent | dit | mel-text) of a trained model folder, read from
+    """The variant family (mel | waveform | latent | dit | mel_text) of a trained model folder, read from
     the denoiser class in ``unet_ema/config.json`` and the representation (a ``UNet2DModel`` on VAE
     latents is ``latent``). Raises ``FileNotFoundError`` naming the missing file and ``ValueError``
     for a denoiser class musicdiff does not train."""
@@ -111,7 +111,7 @@ class TrainedVariant:
         model = load_denoiser(family, model_dir / "unet_ema") if step is None else \
             load_checkpoint_ema(family, model_dir, step)
         conditioning = None
-        if family == "mel-text":
+        if family == "mel_text":
             path = model_dir / CONDITIONING
             if not path.exists():
                 raise FileNotFoundError(f"{path} is missing: a text-conditioned model folder names its text encoder there")
@@ -142,10 +142,8 @@ class TrainedVariant:
                 raise ValueError(f"the {self.family} variant is not text-conditioned; captions cannot be used")
             return None
         if self._text_encoder is None:
-            from musicdiff.generation.models.text_encoder import load_text_encoder
-
-            c = self.conditioning
-            encoder = load_text_encoder(c["text_encoder"], int(c["max_tokens"]))
+            c = self.conditioning  # only the text-conditioned family imports a text encoder
+            encoder = family_module(self.family).load_text_encoder(c["text_encoder"], int(c["max_tokens"]))
             if encoder.weights_sha256 != c["weights_sha256"]:
                 raise ValueError(f"text encoder {c['text_encoder']!r} has weights {encoder.weights_sha256[:12]}, the "
                                  f"model was trained with {c['weights_sha256'][:12]}")

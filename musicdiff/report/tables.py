@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 VARIANT_NAMES = {"mel": "Mel-Spec", "waveform": "Waveform", "latent": "VAE Latent Space", "dit": "DiT",
-                 "mel-text": "Mel-Spec + text"}  # the study's names (its conditional model is a mel UNet on T5 text)
+                 "mel_text": "Mel-Spec + text"}  # the study's names (its conditional model is a mel UNet on T5 text)
 
 
 def ordered(values, order: list[str] | None) -> list[str]:

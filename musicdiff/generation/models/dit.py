@@ -84,3 +84,14 @@ def build_dit(config: dict, height: int, width: int) -> UnconditionalDiT2DModel:
         num_embeds_ada_norm=1,
     )
 
+
+
+def denoiser_class() -> type:
+    """The class trained ``dit`` weights load with."""
+    return UnconditionalDiT2DModel
+
+
+def build_denoiser(config: dict, shape: tuple[int, ...], num_train_timesteps: int = 1000) -> UnconditionalDiT2DModel:
+    """The DiT for examples of ``shape`` (channels, n_mels, frames); ``num_train_timesteps`` is unused.
+    Raises ``ValueError`` as ``build_dit``."""
+    return build_dit(config, height=shape[-2], width=shape[-1])

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DModel
 
-from musicdiff.generation.models.mel import build_mel_unet
+from musicdiff.generation.latent_codec import latent_means, module_device
+from musicdiff.generation.models.unet2d import build_unet2d
 
 
 def vae_downsampling(config: dict) -> int:
@@ -64,24 +65,24 @@ def build_vae(config: dict) -> AutoencoderKL:
 
 
 def build_latent_unet(config: dict, height: int, width: int) -> UNet2DModel:
-    """The denoiser on latents (batch, 1, height, width): ``build_mel_unet`` at the latent grid.
+    """The denoiser on latents (batch, 1, height, width): the mel family's 2-D UNet at the latent grid.
 
-    ``config`` has the keys of ``build_mel_unet``. Raises ``ValueError`` when a side is not
+    ``config`` has the keys of ``unet2d.unet_kwargs``. Raises ``ValueError`` when a side is not
     divisible by the UNet's total downsampling.
     """
-    return build_mel_unet(config, n_mels=height, frames=width)
+    return build_unet2d(config, n_mels=height, frames=width)
 
 
-def _device(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
+def denoiser_class() -> type:
+    """The class trained ``latent`` denoiser weights load with (the VAE beside them is an
+    ``AutoencoderKL``)."""
+    return UNet2DModel
 
 
-@torch.no_grad()
-def _latent_means(vae: AutoencoderKL, data: torch.Tensor, batch_size: int) -> torch.Tensor:
-    device = _device(vae)
-    means = [vae.encode(data[i:i + batch_size].to(device).float()).latent_dist.mean.cpu()
-             for i in range(0, len(data), batch_size)]
-    return torch.cat(means)
+def build_denoiser(config: dict, shape: tuple[int, ...], num_train_timesteps: int = 1000) -> UNet2DModel:
+    """The latent denoiser for examples of ``shape`` (channels, latent height, latent width);
+    ``num_train_timesteps`` is unused. Raises ``ValueError`` as ``build_latent_unet``."""
+    return build_latent_unet(config, height=shape[-2], width=shape[-1])
 
 
 def latent_scale(vae: AutoencoderKL, data: torch.Tensor, batch_size: int = 64) -> float:
@@ -93,32 +94,10 @@ def latent_scale(vae: AutoencoderKL, data: torch.Tensor, batch_size: int = 64) -
     """
     if len(data) == 0:
         raise ValueError("no examples to estimate the latent scale from")
-    std = _latent_means(vae, data, batch_size).std().item()
+    std = latent_means(vae, data, batch_size).std().item()
     if not math.isfinite(std) or std == 0.0:
         raise ValueError(f"latent standard deviation is {std}; cannot scale")
     return 1.0 / std
-
-
-def encode_latents(vae: AutoencoderKL, data: torch.Tensor, scale: float, batch_size: int = 64) -> torch.Tensor:
-    """Scaled latents ``scale * mean(q(z | x))`` (N, 1, H/f, W/f) of ``data`` (N, 1, H, W), on the CPU.
-
-    Uses the posterior mean rather than a sample, so the diffusion training set is deterministic
-    (diffusers' text-to-image scripts sample instead; with ``kl_weight`` 1e-6 the posterior
-    variance is tiny either way).
-    """
-    return _latent_means(vae, data, batch_size) * scale
-
-
-@torch.no_grad()
-def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, scale: float, batch_size: int = 64) -> torch.Tensor:
-    """Spectrograms (N, 1, H, W), on the CPU, from scaled ``latents`` (N, 1, H/f, W/f): the decoder
-    applied to ``latents / scale``. The output is not clamped; it is close to [-1, 1] for in-range
-    latents.
-    """
-    device = _device(vae)
-    out = [vae.decode(latents[i:i + batch_size].to(device).float() / scale).sample.cpu()
-           for i in range(0, len(latents), batch_size)]
-    return torch.cat(out)
 
 
 def vae_loss(vae: AutoencoderKL, x: torch.Tensor, kl_weight: float,
@@ -161,7 +140,7 @@ def train_vae(
     seed, max_steps = int(config["seed"]), int(config["max_steps"])
     batch_size, kl_weight = int(config["batch_size"]), float(config.get("kl_weight", 1e-6))
     log_every = int(config.get("log_every", 10))
-    device = _device(vae)
+    device = module_device(vae)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config["learning_rate"],
                                   betas=tuple(config.get("adam_betas", (0.5, 0.9))),

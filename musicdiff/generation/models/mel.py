@@ -1,13 +1,16 @@
-"""Builder for the mel-spectrogram variant: a diffusers ``UNet2DModel`` on ``(batch, 1, n_mels, frames)``.
+"""The mel-spectrogram family (``mel``): a diffusers ``UNet2DModel`` on ``(batch, 1, n_mels, frames)``
+(the 2-D UNet of ``musicdiff.generation.models.unet2d``).
 
-The paper size is teticio/audio-diffusion's UNet (block_out_channels (128, 128, 256, 256, 512, 512),
-attention at level 5), 113.67 M parameters at every resolution; the CPU size keeps the layout with
-three narrow levels. Every side of the input must be divisible by ``2 ** (levels - 1)``.
+Like every family module it exposes ``denoiser_class()`` (the diffusers class its trained weights load
+with) and ``build_denoiser(config, shape, num_train_timesteps)``; ``musicdiff.generation.models.registry``
+imports it only when a variant of this family is built or loaded.
 """
 
 from __future__ import annotations
 
 from diffusers import UNet2DModel
+
+from musicdiff.generation.models.unet2d import build_unet2d
 
 
 def build_mel_unet(config: dict, n_mels: int, frames: int) -> UNet2DModel:
@@ -18,29 +21,15 @@ def build_mel_unet(config: dict, n_mels: int, frames: int) -> UNet2DModel:
     ``attention_head_dim``). Raises ``ValueError`` when ``frames`` or ``n_mels`` is not divisible by
     the UNet's total downsampling factor.
     """
-    return UNet2DModel(**unet_kwargs(config, n_mels, frames))
+    return build_unet2d(config, n_mels, frames)
 
 
-def unet_kwargs(config: dict, n_mels: int, frames: int) -> dict:
-    """The keyword arguments shared by the mel UNets (``UNet2DModel`` and the text-conditioned
-    ``UNet2DConditionModel``): one input and output channel at ``sample_size`` (n_mels, frames) and the
-    architecture keys of ``config``. Raises ``ValueError`` when ``frames`` or ``n_mels`` is not
-    divisible by the UNet's total downsampling factor."""
-    levels = len(config["block_out_channels"])
-    factor = 2 ** (levels - 1)
-    if n_mels % factor or frames % factor:
-        raise ValueError(
-            f"resolution [{frames}, {n_mels}] ([frames, mels]) must be divisible by {factor} "
-            f"for a UNet with {levels} levels"
-        )
-    return dict(
-        sample_size=(n_mels, frames),
-        in_channels=1,
-        out_channels=1,
-        layers_per_block=config["layers_per_block"],
-        block_out_channels=tuple(config["block_out_channels"]),
-        down_block_types=tuple(config["down_block_types"]),
-        up_block_types=tuple(config["up_block_types"]),
-        norm_num_groups=config["norm_num_groups"],
-        attention_head_dim=config["attention_head_dim"],
-    )
+def denoiser_class() -> type:
+    """The class trained ``mel`` weights load with."""
+    return UNet2DModel
+
+
+def build_denoiser(config: dict, shape: tuple[int, ...], num_train_timesteps: int = 1000) -> UNet2DModel:
+    """The denoiser for examples of ``shape`` (channels, n_mels, frames); ``num_train_timesteps`` is
+    unused (the UNet embeds the timestep itself). Raises ``ValueError`` as ``build_mel_unet``."""
+    return build_mel_unet(config, n_mels=shape[-2], frames=shape[-1])

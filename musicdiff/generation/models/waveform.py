@@ -105,3 +105,14 @@ def build_waveform_unet(config: dict, sample_size: int, num_train_timesteps: int
     with torch.no_grad():
         model.time_proj.weight.div_(num_train_timesteps)
     return model
+
+
+def denoiser_class() -> type:
+    """The class trained ``waveform`` weights load with."""
+    return UNet1DModel
+
+
+def build_denoiser(config: dict, shape: tuple[int, ...], num_train_timesteps: int = 1000) -> UNet1DModel:
+    """The waveform UNet for examples of ``shape`` (channels, samples); its Fourier time features are
+    scaled to ``t / num_train_timesteps``. Raises ``ValueError`` as ``build_waveform_unet``."""
+    return build_waveform_unet(config, shape[-1], num_train_timesteps=num_train_timesteps)
