@@ -1,10 +1,31 @@
-"""Shared test setup: real audio that ships with an installed package, and a private MLflow store."""
+"""Shared test setup: real audio that ships with an installed package, a private MLflow store, and the
+threads of a parallel run.
+
+The README's test command runs the suite in two pytest-xdist workers (``-n 2 --dist loadfile``: a
+file's tests stay in one worker, so its module fixtures are built once). Two workers on two cores must
+not each start two math threads (oversubscribed, a torch step slowed more than tenfold here), so every
+worker, and every stage process it starts, runs one intra-op thread. The end-to-end files go first, so
+that the longest one starts at once and the other worker takes the rest beside it.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch is imported anywhere in this process
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_var] = "1"
+
+FIRST = ("test_pipeline.py", "test_regress.py")  # the longest files, started first
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the collected tests so that the files in ``FIRST`` come first (in that order)."""
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(FIRST)))
 
 
 @pytest.fixture(scope="session")
