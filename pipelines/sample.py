@@ -82,7 +82,7 @@ def log_examples(run, folder, count: int, sample_rate: int) -> None:
 
     import soundfile as sf
 
-    from musicdiff.report.figures import spectrogram_figure
+    from musicdiff.report.plotting import spectrogram_figure
 
     with tempfile.TemporaryDirectory() as tmp:
         for path in sorted(folder.glob("*.wav"))[:count]:

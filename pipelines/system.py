@@ -5,7 +5,8 @@ point or a trained model folder of another checkout; ``musicdiff.evaluation.syst
 
 from __future__ import annotations
 
-from musicdiff.evaluation.systems import SystemSpec, materialize
+from musicdiff.evaluation.system_audio import materialize
+from musicdiff.evaluation.systems import SystemSpec
 from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, load_params, parser, record_path, run_stage

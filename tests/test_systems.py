@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicdiff.evaluation.systems import SystemSpec, materialize
+from musicdiff.evaluation.system_audio import materialize
+from musicdiff.evaluation.systems import SystemSpec
 
 TOY = str(Path(__file__).with_name("toy_generator.py"))
 

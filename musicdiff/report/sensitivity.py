@@ -74,7 +74,7 @@ def sensitivity_sections(frame: pd.DataFrame, rho: pd.DataFrame,
 def sensitivity_figure(frame: pd.DataFrame, path: Path, embedding_order: list[str] | None = None) -> Path:
     """One row of panels per embedding, one column per degradation kind: FAD (left axis) and KAD (right
     axis) against the level, the clean clips as the first point, against the first reference set."""
-    from musicdiff.report.figures import pyplot, save
+    from musicdiff.report.plotting import pyplot, save
 
     plt = pyplot()
     embeddings = ordered(frame["embedding"], embedding_order)
