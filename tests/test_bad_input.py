@@ -133,6 +133,13 @@ def _fad(args, capsys):
     return code, out, err
 
 
+def _defaults(tmp_path: Path) -> Path:
+    """An empty params file: every default of ``musicdiff fad`` (no reference sets, no inputs section)."""
+    path = tmp_path / "empty-params.yaml"
+    path.write_text("")
+    return path
+
+
 def _ref_folder(folder: Path, n: int = 8, seed: int = 100) -> Path:
     folder.mkdir()
     for i in range(n):
@@ -144,7 +151,7 @@ def test_musicdiff_fad_checks_every_folder_before_embedding_and_lists_the_skippe
     folder, expected = hostile
     ref = _ref_folder(tmp_path / "ref")
     cache = tmp_path / "cache"
-    common = ["--embedding", "logmel-stats", "--params", tmp_path / "none.yaml", "--cache", cache]
+    common = ["--embedding", "logmel-stats", "--params", _defaults(tmp_path), "--cache", cache]
     # the hostile folder as the *reference*: refused before the evaluated folder is embedded
     code, out, err = _fad([folder, ref, *common], capsys)
     assert code == 2 and "max_skip_fraction" in err and "dangling.wav: dangling_link" in err
@@ -172,7 +179,7 @@ def test_musicdiff_fad_scores_against_several_references_in_every_format(tmp_pat
     ref_a, ref_b = _ref_folder(tmp_path / "a"), _ref_folder(tmp_path / "b", seed=300)
     evaluated = _ref_folder(tmp_path / "eval", n=6, seed=500)
     out_csv = tmp_path / "out" / "fad.csv"
-    common = ["--embedding", "logmel-stats", "--params", tmp_path / "none.yaml"]
+    common = ["--embedding", "logmel-stats", "--params", _defaults(tmp_path)]
     code, _, _ = _fad([ref_a, ref_b, "fma-pop", evaluated, *common, "--format", "csv", "--out", out_csv], capsys)
     assert code == 2  # fma-pop is not a reference set here: no params file names it
 
@@ -190,13 +197,34 @@ def test_musicdiff_fad_scores_against_several_references_in_every_format(tmp_pat
     assert code == 2 and "missing" in err
 
 
+def test_musicdiff_fad_refuses_a_params_file_that_is_not_there(tmp_path, capsys, monkeypatch):
+    ref, evaluated = _ref_folder(tmp_path / "ref"), _ref_folder(tmp_path / "mine", n=6, seed=500)
+    code, out, err = _fad([ref, evaluated, "--embedding", "logmel-stats", "--params", tmp_path / "nosuch.yaml"],
+                          capsys)
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("musicdiff fad: error: --params ") and "nosuch.yaml: no such file" in line
+    (tmp_path / "broken.yaml").write_text("inputs: [unclosed\n")
+    code, _, err = _fad([ref, evaluated, "--params", tmp_path / "broken.yaml"], capsys)
+    assert code == 2 and "broken.yaml: cannot be read as YAML" in err and len(err.strip().splitlines()) == 1
+
+    # without --params: ./params.yaml when there is one (its inputs section applies), else the defaults
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("inputs:\n  min_sample_rate: 30000\n")
+    code, _, err = _fad([ref, evaluated, "--embedding", "logmel-stats"], capsys)
+    assert code == 2 and "low_sample_rate" in err and "inputs.min_sample_rate 30000 Hz" in err
+    (tmp_path / "params.yaml").unlink()
+    code, out, _ = _fad([ref, evaluated, "--embedding", "logmel-stats"], capsys)
+    assert code == 0 and "| logmel-stats | ref " in out
+
+
 def test_musicdiff_fad_records_an_mlflow_run_tagged_like_a_stage_run(tmp_path, capsys, monkeypatch):
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact store is ./mlruns
     ref, evaluated = _ref_folder(tmp_path / "ref"), _ref_folder(tmp_path / "mine", n=6, seed=500)
-    code, _, err = _fad([ref, evaluated, "--embedding", "logmel-stats", "--params", tmp_path / "none.yaml",
+    code, _, err = _fad([ref, evaluated, "--embedding", "logmel-stats", "--params", _defaults(tmp_path),
                          "--mlflow"], capsys)
     assert code == 0 and "logged to MLflow run" in err
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.stage = 'fad'")

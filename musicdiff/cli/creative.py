@@ -156,6 +156,9 @@ def validate_arguments(args: argparse.Namespace) -> None:
     from musicdiff.data.audio import BadAudioError
     from musicdiff.data.screening import listing_skip
 
+    if getattr(args, "seed", None) is not None and not 0 <= args.seed < 2 ** 62:
+        raise ArgumentError(f"argument --seed: must be in [0, 2**62), got {args.seed}: a seed is a non-negative "
+                            f"integer below 2**62 (torch and NumPy generators refuse negative seeds)")
     for name, flag, *bounds in BOUNDS:
         if getattr(args, name, None) is not None:
             _check_bound(getattr(args, name), flag, *bounds)
@@ -195,6 +198,50 @@ def _validate_for_model(args: argparse.Namespace, trained) -> None:
     if getattr(args, "seconds", None) is not None and round(args.seconds * trained.representation.sample_rate) < 1:
         raise ArgumentError(f"argument --seconds: {args.seconds} s is less than one sample at "
                             f"{trained.representation.sample_rate} Hz")
+    if getattr(args, "seconds", None) is not None:
+        _check_output_memory(args.seconds, getattr(args, "n", 1), trained.representation.sample_rate)
+
+
+#: The output may take at most this fraction of the memory available now: sampling holds a few copies of
+#: it (the clip being continued, the decoded windows, the joined result) besides the model.
+MEMORY_FRACTION = 0.25
+
+
+def available_memory_bytes() -> int | None:
+    """Memory available to this process now, bytes (``MemAvailable`` of /proc/meminfo on Linux, else the
+    free physical pages); None when the system does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_output_memory(seconds: float, n: int, rate: int) -> None:
+    """Raise :class:`ArgumentError` when ``n`` clips of ``seconds`` s at ``rate`` Hz (float32) would need more
+    than :data:`MEMORY_FRACTION` of the available memory; the message names both sizes."""
+    needed = int(n) * math.ceil(seconds * rate) * 4
+    available = available_memory_bytes()
+    if available is None or needed <= MEMORY_FRACTION * available:
+        return
+    clips = f"{n} clips of " if n > 1 else ""
+    raise ArgumentError(f"argument --seconds: {clips}{seconds:g} s at {rate} Hz need {_size(needed)} of float32 "
+                        f"audio, more than {MEMORY_FRACTION:.0%} of the {_size(available)} of memory available "
+                        f"(sampling holds several copies); ask for at most "
+                        f"{MEMORY_FRACTION * available / (4 * rate * int(n)):.0f} s")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 def _warn(tool: str, line: str) -> None:

@@ -51,8 +51,10 @@ def add_parser(sub) -> None:
                    help="largest fraction of a folder's files that may be skipped (default: params inputs, else 0.2)")
     p.add_argument("--min-sample-rate", type=int, default=None,
                    help="files below this rate (Hz) are skipped (default: params inputs, else 8000)")
-    p.add_argument("--params", default="params.yaml",
-                   help="params file whose evaluation protocol, inputs policy and reference sets are used")
+    p.add_argument("--params", default=None,
+                   help="params file whose evaluation protocol, inputs policy and reference sets are used "
+                        "(default: params.yaml of the working directory when present, else the defaults; a file "
+                        "given here must exist)")
     p.add_argument("--cache", default=None, help="embedding cache folder (content-addressed)")
     p.set_defaults(func=run)
 
@@ -64,14 +66,6 @@ class _Ref:
     source: str | None = None  # shipped statistics
     max_clips: int | None = None
     seed: int = 0
-
-
-def _load_params(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    import yaml
-
-    return yaml.safe_load(path.read_text()) or {}
 
 
 def _check_arguments(args) -> None:
@@ -128,23 +122,22 @@ def _screen(folder: Path, name: str, protocol, policy, evaluated: bool):
 def score_folders(args) -> dict:
     """Screen, embed and score as the arguments say; returns ``{"rows": [...], "inputs": {...}, ...}``.
 
-    Raises ``TooManySkippedError`` (before anything is embedded), ``FileNotFoundError``, ``ValueError``,
+    Raises ``TooManySkippedError`` (before anything is embedded), ``FileNotFoundError`` (a folder, or a
+    ``--params`` file that was given and does not exist), ``ValueError``,
     ``KeyError`` (unknown embedding) and the embeddings' ``RuntimeError`` for missing weights."""
+    from musicdiff.cli.params import input_policy, load_tool_params
     from musicdiff.data.reference_stats import shipped_statistics
-    from musicdiff.data.screening import InputPolicy
     from musicdiff.evaluation.protocol import EvaluationProtocol
     from musicdiff.evaluation.scoring import Reference, ScoreSettings, score_against
     from musicdiff.evaluation.engine import embed_files
     from musicdiff.evaluation.embeddings.registry import get_embedding
 
     _check_arguments(args)
-    params_path = Path(args.params)
-    params = _load_params(params_path)
+    params, params_path = load_tool_params(args.params)
     section = {"clip_s": 0.73, "sample_rate": 22050, **(params.get("evaluation") or {})}
     protocol = EvaluationProtocol(float(args.clip_s or section["clip_s"]),
                                   int(args.sample_rate or section["sample_rate"]))
-    policy = InputPolicy.from_params(params.get("inputs"), max_skip_fraction=args.max_skip_fraction,
-                                     min_sample_rate=args.min_sample_rate)
+    policy = input_policy(params, max_skip_fraction=args.max_skip_fraction, min_sample_rate=args.min_sample_rate)
     settings = ScoreSettings.from_params({**section, **{k: v for k, v in (("n_bootstrap", args.bootstrap),
                                                                             ("seed", args.seed)) if v is not None}})
     eval_dir = Path(args.paths[-1])
