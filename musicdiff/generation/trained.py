@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,10 +106,12 @@ def load_checkpoint_ema(family: str, model_dir: Path, step: int) -> torch.nn.Mod
                                 f"steps present: {checkpoint_steps(model_dir)} (train.checkpoint_steps in params.yaml)")
     model = _load_final_denoiser(family, model_dir)  # architecture and final weights, replaced below
     try:
-        state = torch.load(folder / EMA_STATE, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a damaged file makes torch warn about its pickle protocol first
+            warnings.simplefilter("ignore")
+            state = torch.load(folder / EMA_STATE, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many kinds (UnpicklingError, RuntimeError, EOFError)
         raise CorruptModelError(f"{folder / EMA_STATE}: the EMA state of checkpoint step {step} cannot be read "
-                                f"({_cause(error)}); the checkpoint is damaged or incomplete: "
+                                f"(torch.load: {type(error).__name__}); the checkpoint is damaged or incomplete: "
                                 f"{_retrain_hint(model_dir)}, or pick another --step of {checkpoint_steps(model_dir)}"
                                 ) from error
     if not isinstance(state, dict) or "shadow_params" not in state:
