@@ -275,3 +275,99 @@ def test_a_file_of_exactly_one_clip_is_used_at_any_clip_length(tmp_path):
         short = tmp_path / f"short-{clip_s}.wav"
         sf.write(short, _music(1.0)[: protocol.clip_samples - 1], SR, subtype="FLOAT")
         assert screen_files([short], protocol, "short").log.counts == {"too_short": 1}
+
+
+def _lossy_source(folder: Path, good: int = 3, links: int = 4, folders: int = 4) -> Path:
+    """``good`` ordinary files and ``links + folders`` entries the download drops (dangling links, folders
+    named like audio): the issue's 8 of 11 entries lost."""
+    folder.mkdir(parents=True)
+    for i in range(good):
+        sf.write(folder / f"good_{i}.wav", _music(2.0, seed=20 + i), SR)
+    for i in range(links):
+        os.symlink(folder / f"gone_{i}.wav", folder / f"link_{i}.wav")
+    for i in range(folders):
+        (folder / f"folder_{i}.wav").mkdir()
+    return folder
+
+
+def test_prepare_counts_the_entries_the_download_dropped_against_max_skip_fraction(tmp_path):
+    from musicdiff.data.prepare import prepare_set
+    from musicdiff.data.sources import download_set
+
+    source = _lossy_source(tmp_path / "src")
+    manifest = download_set({"local": str(source), "include": ["**/*"]}, tmp_path / "raw", progress=False)
+    assert len(manifest) == 3 and len(manifest.attrs["skipped"]) == 8
+    with pytest.raises(TooManySkippedError, match=r"8 of 11 files skipped(.|\n)*folder_3\.wav: not_a_file "
+                                                  r"\(at download: (.|\n)*link_0\.wav: dangling_link") as refused:
+        prepare_set(manifest, tmp_path / "raw", tmp_path / "refused", segment_s=0.73, progress=False)
+    assert refused.value.log.total == 11 and not (tmp_path / "refused").exists()
+    result = prepare_set(manifest, tmp_path / "raw", tmp_path / "clips", segment_s=0.73, progress=False,
+                         policy=InputPolicy(max_skip_fraction=1.0))
+    record = result.skip_log.to_dict()
+    assert record["total"] == 11 and result.download_skipped == 8 and result.n_tracks == 3
+    assert sorted(s["path"] for s in record["skipped"]) == sorted(
+        [f"link_{i}.wav" for i in range(4)] + [f"folder_{i}.wav" for i in range(4)])
+    assert all(s["detail"].startswith("at download") for s in record["skipped"])
+    assert result.skip_log.metrics()["skipped_fraction"] == round(8 / 11, 6)
+    assert result.skipped_files == []  # prepare itself skipped nothing
+
+
+def test_a_duplicate_is_skipped_naming_the_file_it_duplicates(tmp_path):
+    from musicdiff.data.prepare import prepare_set
+    from musicdiff.data.sources import download_set
+
+    source = _lossy_source(tmp_path / "src", links=0, folders=0)
+    (source / "zz copy.wav").write_bytes((source / "good_1.wav").read_bytes())
+    manifest = download_set({"local": str(source), "include": ["**/*"]}, tmp_path / "raw", progress=False)
+    result = prepare_set(manifest, tmp_path / "raw", tmp_path / "clips", segment_s=0.73, progress=False,
+                         policy=InputPolicy(max_skip_fraction=0.5))
+    (skip,) = result.skip_log.skips
+    assert skip.path == "audio/zz copy.wav" and skip.reason == "duplicate"
+    assert skip.detail.startswith("duplicate of audio/good_1.wav")
+
+
+def test_a_failed_prepare_stage_records_its_skip_list_in_a_file_and_the_mlflow_run(tmp_path):
+    import subprocess
+    import sys
+
+    import mlflow
+    import yaml
+    from musicdiff.data.sources import download_set
+
+    project = tmp_path / "project"
+    download_set({"local": str(_lossy_source(tmp_path / "src")), "include": ["**/*"]},
+                 project / "data" / "raw" / "lossy", progress=False)
+    (project / "params.yaml").write_text(yaml.safe_dump({
+        "seed": 0, "audio": {"sample_rate": SR}, "inputs": {"max_skip_fraction": 0.2},
+        "datasets": {"lossy": {"prepare": {"segment_s": 0.73}}}}))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "pipelines.prepare", "--dataset", "lossy"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "prepare: error: " in done.stderr and "8 of 11 files skipped" in done.stderr
+    written = json.loads((project / "data" / "prepared" / "lossy.skipped.json").read_text())
+    assert written["total"] == 11 and len(written["skipped"]) == 8 and "8 of 11" in written["error"]
+    assert {(s["path"], s["reason"]) for s in written["skipped"]} >= {("link_0.wav", "dangling_link"),
+                                                                       ("folder_0.wav", "not_a_file")}
+    assert not (project / "metrics" / "prepare" / "lossy.json").exists()  # a failed stage writes no record
+    mlflow.set_tracking_uri(uri)
+    (run,) = mlflow.search_runs(search_all_experiments=True, filter_string="tags.stage = 'prepare'",
+                                output_format="list")
+    assert run.info.status == "FAILED"
+    artifact = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/inputs/lossy.json")
+    assert artifact["total"] == 11 and [s["path"] for s in artifact["skipped"]] == [s["path"] for s in written["skipped"]]
+    assert run.data.metrics["skipped_files"] == 8 and run.data.metrics["input_files"] == 11
+
+    # with a looser policy the stage passes, records every lost entry, and the stale list is removed
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["inputs"]["max_skip_fraction"] = 0.9
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run([sys.executable, "-m", "pipelines.prepare", "--dataset", "lossy"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (project / "data" / "prepared" / "lossy.skipped.json").exists()
+    record = json.loads((project / "metrics" / "prepare" / "lossy.json").read_text())
+    assert record["inputs"][str(project / "data" / "raw" / "lossy")]["total"] == 11
+    assert record["metrics"]["skipped_fraction"] == round(8 / 11, 6)

@@ -79,7 +79,12 @@ CONTENT_REASONS = ("silent", "dc_only", "over_range")
 
 
 class TooManySkippedError(RuntimeError):
-    """A set lost more than ``max_skip_fraction`` of its files; the message lists them."""
+    """A set lost more than ``max_skip_fraction`` of its files; the message lists them and ``log`` (when the
+    raiser had one) is the :class:`SkipLog`, so that a stage can record the skips before it fails."""
+
+    def __init__(self, message: str, log: "SkipLog | None" = None):
+        super().__init__(message)
+        self.log = log
 
 
 class UnexpectedInputError(RuntimeError):
@@ -234,7 +239,7 @@ class SkipLog:
             raise TooManySkippedError(
                 f"{self.name}: {len(self.skips)} of {self.total} files skipped ({self.fraction:.0%} > "
                 f"max_skip_fraction {max_skip_fraction:.0%}); a set that lost that much is not that set:\n  "
-                + "\n  ".join(self.lines(50)))
+                + "\n  ".join(self.lines(50)), log=self)
 
 
 def find_audio_files(folder, suffixes=AUDIO_SUFFIXES) -> tuple[list[Path], list[Skip]]:
