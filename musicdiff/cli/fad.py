@@ -109,16 +109,6 @@ def _resolve_references(names: list[str], params: dict, params_dir: Path) -> lis
     return refs
 
 
-def _screen(folder: Path, name: str, protocol, policy, evaluated: bool):
-    from musicdiff.data.screening import find_audio_files
-    from musicdiff.evaluation.engine import screen_files
-
-    files, listing = find_audio_files(folder)
-    if not files and not listing:
-        raise FileNotFoundError(f"{name}: no audio files under {folder}")
-    return screen_files(files, protocol, name, policy, listing_skips=listing, evaluated=evaluated)
-
-
 def score_folders(args) -> dict:
     """Screen, embed and score as the arguments say; returns ``{"rows": [...], "inputs": {...}, ...}``.
 
@@ -130,6 +120,7 @@ def score_folders(args) -> dict:
     from musicdiff.evaluation.protocol import EvaluationProtocol
     from musicdiff.evaluation.scoring import Reference, ScoreSettings, score_against
     from musicdiff.evaluation.engine import embed_files
+    from musicdiff.evaluation.folders import screen_folder
     from musicdiff.evaluation.embeddings.registry import get_embedding
 
     _check_arguments(args)
@@ -147,10 +138,10 @@ def score_folders(args) -> dict:
     refs = _resolve_references(args.paths[:-1], params, params_path.resolve().parent)
 
     # Every folder is listed and screened before anything is embedded.
-    screened = {name: _screen(eval_dir, name, protocol, policy, evaluated=True)}
+    screened = {name: screen_folder(eval_dir, protocol, name, policy, evaluated=True)}
     for ref in refs:
         if ref.folder is not None:
-            screened[ref.name] = _screen(ref.folder, ref.name, protocol, policy, evaluated=False)
+            screened[ref.name] = screen_folder(ref.folder, protocol, ref.name, policy, evaluated=False)
     for s in screened.values():
         s.log.check(policy.max_skip_fraction)  # the error lists the skipped files
     for s in screened.values():
