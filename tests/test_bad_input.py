@@ -371,3 +371,36 @@ def test_a_failed_prepare_stage_records_its_skip_list_in_a_file_and_the_mlflow_r
     record = json.loads((project / "metrics" / "prepare" / "lossy.json").read_text())
     assert record["inputs"][str(project / "data" / "raw" / "lossy")]["total"] == 11
     assert record["metrics"]["skipped_fraction"] == round(8 / 11, 6)
+
+
+def test_musicdiff_fad_says_what_it_downloads_and_downloads_nothing_offline(tmp_path, capsys, monkeypatch):
+    from musicdiff.evaluation.embeddings import musicnn_checkpoint as checkpoint
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # an empty user cache
+    monkeypatch.setenv("MUSICDIFF_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.delenv("MUSICDIFF_OFFLINE", raising=False)
+    calls = []
+
+    def no_network(cmd, **kwargs):
+        calls.append(cmd)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(checkpoint.subprocess, "run", no_network)
+    ref, evaluated = _ref_folder(tmp_path / "ref"), _ref_folder(tmp_path / "mine", n=6, seed=500)
+    common = [ref, evaluated, "--embedding", "musicnn", "--params", _defaults(tmp_path)]
+    code, _, err = _fad(common, capsys)
+    assert code == 2 and len(calls) == 1
+    said = [line for line in err.splitlines() if "fetching the MusiCNN weights" in line]
+    assert len(said) == 1 and "from PyPI" in said[0] and "musicnn-0.1.0-py3-none-any.whl" in said[0]
+    assert str(tmp_path / "home" / ".cache" / "musicdiff" / "weights" / "musicnn" / "MSD_musicnn") in said[0]
+
+    for how in ("flag", "env"):
+        if how == "env":
+            monkeypatch.setenv("MUSICDIFF_OFFLINE", "1")
+        code, _, err = _fad([*common, "--offline"] if how == "flag" else common, capsys)
+        (line,) = err.strip().splitlines()
+        assert code == 2 and len(calls) == 1, how  # nothing was fetched
+        assert line.startswith("musicdiff fad: error: MusiCNN weights") and "MUSICDIFF_OFFLINE is set" in line
+        assert "musicdiff weights import DIR/musicnn-0.1.0-py3-none-any.whl" in line
+        assert "pip download --no-deps --only-binary=:all: musicnn==0.1.0 -d DIR" in line
+        monkeypatch.delenv("MUSICDIFF_OFFLINE", raising=False)  # --offline set it for the process

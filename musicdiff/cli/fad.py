@@ -56,6 +56,9 @@ def add_parser(sub) -> None:
                         "(default: params.yaml of the working directory when present, else the defaults; a file "
                         "given here must exist)")
     p.add_argument("--cache", default=None, help="embedding cache folder (content-addressed)")
+    p.add_argument("--offline", action="store_true",
+                   help="never download weights (as MUSICDIFF_OFFLINE=1): missing weights are an error naming "
+                        "the command that fetches them")
     p.set_defaults(func=run)
 
 
@@ -234,7 +237,10 @@ def _log_to_mlflow(result: dict) -> str:
 
 
 def run(args) -> int:
-    """``musicdiff fad``: returns the exit code (0; errors are raised for ``musicdiff.cli.main`` to report)."""
+    """``musicdiff fad``: returns the exit code (0; errors are raised for ``musicdiff.cli.main`` to report).
+    ``--offline`` sets ``MUSICDIFF_OFFLINE=1`` for this process (weights are then never downloaded)."""
+    if getattr(args, "offline", False):
+        os.environ["MUSICDIFF_OFFLINE"] = "1"
     result = score_folders(args)
     text = render(result, args.format)
     if args.out:
