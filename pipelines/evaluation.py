@@ -84,15 +84,11 @@ def input_policy(params: dict):
 def screen_folder(params: dict, folder: Path, name: str, evaluated: bool = True):
     """Every audio file under ``folder`` listed and screened by the bad-input policy under the params'
     protocol (``musicdiff.evaluation.engine.ScreenedFiles``). Raises ``FileNotFoundError`` naming a missing
-    folder or one without audio files."""
-    from musicdiff.data.screening import find_audio_files
-    from musicdiff.evaluation.engine import screen_files
+    folder or one without audio files (``musicdiff.evaluation.folders.screen_folder``, the entry ``musicdiff fad``
+    uses too)."""
+    from musicdiff.evaluation.folders import screen_folder as screen
 
-    files, listing = find_audio_files(folder)
-    if not files and not listing:
-        raise FileNotFoundError(f"no audio files under {folder}")
-    return screen_files(files, protocol(params), name, input_policy(params), listing_skips=listing,
-                        evaluated=evaluated)
+    return screen(folder, protocol(params), name, input_policy(params), evaluated=evaluated)
 
 
 def embed_folder(params: dict, embedding, folder: Path, name: str, max_clips: int | None = None, seed: int = 0,

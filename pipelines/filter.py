@@ -28,13 +28,13 @@ from pipelines.common import ROOT, load_params, parser, record_path, run_stage
 FIELDS = ("fad", "fad_ci_low", "fad_ci_high", "kad", "kad_ci_low", "kad_ci_high", "adequate")
 
 
-def system_levels(params: dict, name: str, level: str) -> dict[str, float]:
-    """``{file name: level}`` of an external system's files that its evaluation set used (each file's mono
-    mix at its own rate, as ``levels.csv`` measures a generated clip)."""
+def system_levels(used: list[str], level: str) -> dict[str, float]:
+    """``{file name: level}`` of an external system's files that its evaluation set used (``used``: the set's
+    clip names, ``<file>#<clip>``; each file's mono mix at its own rate, as ``levels.csv`` measures a
+    generated clip)."""
     from musicdiff.data.audio import decode_audio, downmix
     from musicdiff.evaluation.metrics.loudness import clip_level
 
-    used = EmbeddedSet.load(ev.set_path(params, name, ev.embeddings(params)[0])).names
     values = {}
     for relative in sorted({n.split("#")[0] for n in used}):
         data, rate = decode_audio(ROOT / relative)
@@ -68,8 +68,9 @@ def main() -> None:
         metrics, removed, levels, too_few = {}, {}, {}, []
         masks, kept_clips = {}, {}
         first = ev.embeddings(params)[0]
+        loaded = {name: EmbeddedSet.load(ev.set_path(params, name, first)) for name in sets}  # each set once
         for name in sets:
-            values = (system_levels(params, name, settings["level"]) if name in systems
+            values = (system_levels(loaded[name].names, settings["level"]) if name in systems
                       else set_levels(name, settings["level"]))
             files = sorted(values)
             keep = keep_mask(np.array([values[f] for f in files]), settings.get("max_db"), settings.get("min_db"))
@@ -77,18 +78,20 @@ def main() -> None:
             removed[name] = [f for f, k in zip(files, keep) if not k][:50]  # the first 50 (MLflow params are short)
             levels[name] = [round(float(values[f]), 2) for f in files]
             # counted in evaluated clips: a system's file gives several clips, a generated file one
-            clips = EmbeddedSet.load(ev.set_path(params, name, first)).names
+            clips = loaded[name].names
             kept_clips[name] = [i for i, clip in enumerate(clips) if masks[name][Path(clip.split("#")[0]).name]]
             metrics.update({f"{name}/n_clips": len(clips), f"{name}/n_kept": len(kept_clips[name]),
                             f"{name}/n_removed": len(clips) - len(kept_clips[name]),
                             f"{name}/n_files": len(files), f"{name}/n_files_removed": int((~keep).sum())})
             if len(kept_clips[name]) < 3:
                 too_few.append(name)
+        originals = {name: StageRecord.read(record_path("evaluate", name)).metrics for name in sets}
         for embedding in ev.embeddings(params):
             refs = ev.references(params, embedding)
             for name in sets:
-                original = StageRecord.read(record_path("evaluate", name)).metrics
-                evaluation = EmbeddedSet.load(ev.set_path(params, name, embedding))
+                original = originals[name]
+                evaluation = loaded.pop(name) if embedding == first else \
+                    EmbeddedSet.load(ev.set_path(params, name, embedding))
                 kept = [i for i, clip in enumerate(evaluation.names)
                         if masks[name][Path(clip.split("#")[0]).name]]
                 for ref, reference in refs.items():

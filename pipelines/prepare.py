@@ -1,4 +1,10 @@
-"""Stage prepare@<dataset>: decode, downmix, resample, cut fixed-length segments, split by track."""
+"""Stage prepare@<dataset>: decode, downmix, resample, cut fixed-length segments, split by track.
+
+Every entry of the source that was lost (at download or here) is in the record's ``inputs`` and the MLflow
+artifact ``inputs/<dataset>.json``. A set that lost too much stops the stage; the skip list is written
+first: to the (FAILED) MLflow run as ``inputs/<dataset>.json`` and to ``data/prepared/<dataset>.skipped.json``
+(file, reason and detail of each, and the error), which a later successful run removes.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,31 @@ import hashlib
 import pandas as pd
 
 from musicdiff.data.prepare import prepare_set
-from musicdiff.data.screening import InputPolicy
+from musicdiff.data.screening import InputPolicy, SkipLog, TooManySkippedError
 from musicdiff.data.summary import SUMMARY_FILE, read_summary, summary_metrics, summary_tags
 from musicdiff.tracking import stage_run
 
 from pipelines.common import ROOT, load_params, parser, record_path, run_stage
+
+
+def skipped_path(dataset: str):
+    """Where a failed prepare@<dataset> leaves its skip list: ``data/prepared/<dataset>.skipped.json``."""
+    return ROOT / "data" / "prepared" / f"{dataset}.skipped.json"
+
+
+def write_skipped(path, log: SkipLog, error: str) -> None:
+    """Write ``log`` (total, skipped files with reason and detail, counts, flags) and the error to ``path``,
+    atomically."""
+    import json
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"set": path.name.removesuffix(".skipped.json"), "error": error, **log.to_dict()}, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -27,7 +53,17 @@ def main() -> None:
         policy = InputPolicy.from_params(params.get("inputs"))
         run.log_params({"inputs": policy.to_dict()})
         manifest = pd.read_csv(raw_dir / "manifest.csv")
-        result = prepare_set(manifest, raw_dir, out_dir, policy=policy, **settings)
+        failed = skipped_path(args.dataset)
+        try:
+            result = prepare_set(manifest, raw_dir, out_dir, policy=policy, **settings)
+        except TooManySkippedError as error:
+            if error.log is not None:  # the skip list, before the stage fails
+                write_skipped(failed, error.log, str(error))
+                run.log_inputs(error.log)
+                raise TooManySkippedError(f"{error}\n  (this list: {failed} and the MLflow run's artifact "
+                                          f"inputs/{args.dataset}.json)", log=error.log) from None
+            raise
+        failed.unlink(missing_ok=True)
         run.log_inputs(result.skip_log)
         run.log_metrics({
             "tracks": result.n_tracks, "clips": result.n_clips, "minutes": result.total_s / 60.0,

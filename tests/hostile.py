@@ -85,3 +85,20 @@ def make_hostile_folder(folder: Path, seconds: float = 2.0, good: int = 3) -> di
     os.chmod(folder / "locked.wav", 0)
     expect["locked.wav"] = ("used", ()) if os.geteuid() == 0 else ("no_permission", ())
     return expect
+
+
+def make_untrained_model(folder: Path) -> Path:
+    """A model folder as the train stage writes it (``unet_ema/``, ``scheduler/``, ``representation.json``)
+    holding an untrained tiny mel denoiser: loads in a second, for the tests of damaged model files."""
+    from creative_models import SCHEDULE, UNET
+    from musicdiff.features.mel import MelConfig
+    from musicdiff.generation.models.registry import build_denoiser
+    from musicdiff.generation.representation import Representation
+    from musicdiff.generation.schedulers import build_noise_scheduler
+
+    folder = Path(folder)
+    build_denoiser("mel", UNET, (1, 32, 32)).save_pretrained(folder / "unet_ema")
+    build_noise_scheduler(SCHEDULE).save_pretrained(folder / "scheduler")
+    Representation("mel", SR, (1, 32, 32), frames=32, mel=MelConfig(n_mels=32, griffin_lim_iters=16).to_dict()
+                   ).save(folder)
+    return folder

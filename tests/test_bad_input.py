@@ -133,6 +133,13 @@ def _fad(args, capsys):
     return code, out, err
 
 
+def _defaults(tmp_path: Path) -> Path:
+    """An empty params file: every default of ``musicdiff fad`` (no reference sets, no inputs section)."""
+    path = tmp_path / "empty-params.yaml"
+    path.write_text("")
+    return path
+
+
 def _ref_folder(folder: Path, n: int = 8, seed: int = 100) -> Path:
     folder.mkdir()
     for i in range(n):
@@ -144,7 +151,7 @@ def test_musicdiff_fad_checks_every_folder_before_embedding_and_lists_the_skippe
     folder, expected = hostile
     ref = _ref_folder(tmp_path / "ref")
     cache = tmp_path / "cache"
-    common = ["--embedding", "logmel-stats", "--params", tmp_path / "none.yaml", "--cache", cache]
+    common = ["--embedding", "logmel-stats", "--params", _defaults(tmp_path), "--cache", cache]
     # the hostile folder as the *reference*: refused before the evaluated folder is embedded
     code, out, err = _fad([folder, ref, *common], capsys)
     assert code == 2 and "max_skip_fraction" in err and "dangling.wav: dangling_link" in err
@@ -172,7 +179,7 @@ def test_musicdiff_fad_scores_against_several_references_in_every_format(tmp_pat
     ref_a, ref_b = _ref_folder(tmp_path / "a"), _ref_folder(tmp_path / "b", seed=300)
     evaluated = _ref_folder(tmp_path / "eval", n=6, seed=500)
     out_csv = tmp_path / "out" / "fad.csv"
-    common = ["--embedding", "logmel-stats", "--params", tmp_path / "none.yaml"]
+    common = ["--embedding", "logmel-stats", "--params", _defaults(tmp_path)]
     code, _, _ = _fad([ref_a, ref_b, "fma-pop", evaluated, *common, "--format", "csv", "--out", out_csv], capsys)
     assert code == 2  # fma-pop is not a reference set here: no params file names it
 
@@ -190,13 +197,34 @@ def test_musicdiff_fad_scores_against_several_references_in_every_format(tmp_pat
     assert code == 2 and "missing" in err
 
 
+def test_musicdiff_fad_refuses_a_params_file_that_is_not_there(tmp_path, capsys, monkeypatch):
+    ref, evaluated = _ref_folder(tmp_path / "ref"), _ref_folder(tmp_path / "mine", n=6, seed=500)
+    code, out, err = _fad([ref, evaluated, "--embedding", "logmel-stats", "--params", tmp_path / "nosuch.yaml"],
+                          capsys)
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("musicdiff fad: error: --params ") and "nosuch.yaml: no such file" in line
+    (tmp_path / "broken.yaml").write_text("inputs: [unclosed\n")
+    code, _, err = _fad([ref, evaluated, "--params", tmp_path / "broken.yaml"], capsys)
+    assert code == 2 and "broken.yaml: cannot be read as YAML" in err and len(err.strip().splitlines()) == 1
+
+    # without --params: ./params.yaml when there is one (its inputs section applies), else the defaults
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("inputs:\n  min_sample_rate: 30000\n")
+    code, _, err = _fad([ref, evaluated, "--embedding", "logmel-stats"], capsys)
+    assert code == 2 and "low_sample_rate" in err and "inputs.min_sample_rate 30000 Hz" in err
+    (tmp_path / "params.yaml").unlink()
+    code, out, _ = _fad([ref, evaluated, "--embedding", "logmel-stats"], capsys)
+    assert code == 0 and "| logmel-stats | ref " in out
+
+
 def test_musicdiff_fad_records_an_mlflow_run_tagged_like_a_stage_run(tmp_path, capsys, monkeypatch):
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact store is ./mlruns
     ref, evaluated = _ref_folder(tmp_path / "ref"), _ref_folder(tmp_path / "mine", n=6, seed=500)
-    code, _, err = _fad([ref, evaluated, "--embedding", "logmel-stats", "--params", tmp_path / "none.yaml",
+    code, _, err = _fad([ref, evaluated, "--embedding", "logmel-stats", "--params", _defaults(tmp_path),
                          "--mlflow"], capsys)
     assert code == 0 and "logged to MLflow run" in err
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.stage = 'fad'")
@@ -247,3 +275,132 @@ def test_a_file_of_exactly_one_clip_is_used_at_any_clip_length(tmp_path):
         short = tmp_path / f"short-{clip_s}.wav"
         sf.write(short, _music(1.0)[: protocol.clip_samples - 1], SR, subtype="FLOAT")
         assert screen_files([short], protocol, "short").log.counts == {"too_short": 1}
+
+
+def _lossy_source(folder: Path, good: int = 3, links: int = 4, folders: int = 4) -> Path:
+    """``good`` ordinary files and ``links + folders`` entries the download drops (dangling links, folders
+    named like audio): the issue's 8 of 11 entries lost."""
+    folder.mkdir(parents=True)
+    for i in range(good):
+        sf.write(folder / f"good_{i}.wav", _music(2.0, seed=20 + i), SR)
+    for i in range(links):
+        os.symlink(folder / f"gone_{i}.wav", folder / f"link_{i}.wav")
+    for i in range(folders):
+        (folder / f"folder_{i}.wav").mkdir()
+    return folder
+
+
+def test_prepare_counts_the_entries_the_download_dropped_against_max_skip_fraction(tmp_path):
+    from musicdiff.data.prepare import prepare_set
+    from musicdiff.data.sources import download_set
+
+    source = _lossy_source(tmp_path / "src")
+    manifest = download_set({"local": str(source), "include": ["**/*"]}, tmp_path / "raw", progress=False)
+    assert len(manifest) == 3 and len(manifest.attrs["skipped"]) == 8
+    with pytest.raises(TooManySkippedError, match=r"8 of 11 files skipped(.|\n)*folder_3\.wav: not_a_file "
+                                                  r"\(at download: (.|\n)*link_0\.wav: dangling_link") as refused:
+        prepare_set(manifest, tmp_path / "raw", tmp_path / "refused", segment_s=0.73, progress=False)
+    assert refused.value.log.total == 11 and not (tmp_path / "refused").exists()
+    result = prepare_set(manifest, tmp_path / "raw", tmp_path / "clips", segment_s=0.73, progress=False,
+                         policy=InputPolicy(max_skip_fraction=1.0))
+    record = result.skip_log.to_dict()
+    assert record["total"] == 11 and result.download_skipped == 8 and result.n_tracks == 3
+    assert sorted(s["path"] for s in record["skipped"]) == sorted(
+        [f"link_{i}.wav" for i in range(4)] + [f"folder_{i}.wav" for i in range(4)])
+    assert all(s["detail"].startswith("at download") for s in record["skipped"])
+    assert result.skip_log.metrics()["skipped_fraction"] == round(8 / 11, 6)
+    assert result.skipped_files == []  # prepare itself skipped nothing
+
+
+def test_a_duplicate_is_skipped_naming_the_file_it_duplicates(tmp_path):
+    from musicdiff.data.prepare import prepare_set
+    from musicdiff.data.sources import download_set
+
+    source = _lossy_source(tmp_path / "src", links=0, folders=0)
+    (source / "zz copy.wav").write_bytes((source / "good_1.wav").read_bytes())
+    manifest = download_set({"local": str(source), "include": ["**/*"]}, tmp_path / "raw", progress=False)
+    result = prepare_set(manifest, tmp_path / "raw", tmp_path / "clips", segment_s=0.73, progress=False,
+                         policy=InputPolicy(max_skip_fraction=0.5))
+    (skip,) = result.skip_log.skips
+    assert skip.path == "audio/zz copy.wav" and skip.reason == "duplicate"
+    assert skip.detail.startswith("duplicate of audio/good_1.wav")
+
+
+def test_a_failed_prepare_stage_records_its_skip_list_in_a_file_and_the_mlflow_run(tmp_path):
+    import subprocess
+    import sys
+
+    import mlflow
+    import yaml
+    from musicdiff.data.sources import download_set
+
+    project = tmp_path / "project"
+    download_set({"local": str(_lossy_source(tmp_path / "src")), "include": ["**/*"]},
+                 project / "data" / "raw" / "lossy", progress=False)
+    (project / "params.yaml").write_text(yaml.safe_dump({
+        "seed": 0, "audio": {"sample_rate": SR}, "inputs": {"max_skip_fraction": 0.2},
+        "datasets": {"lossy": {"prepare": {"segment_s": 0.73}}}}))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "pipelines.prepare", "--dataset", "lossy"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "prepare: error: " in done.stderr and "8 of 11 files skipped" in done.stderr
+    written = json.loads((project / "data" / "prepared" / "lossy.skipped.json").read_text())
+    assert written["total"] == 11 and len(written["skipped"]) == 8 and "8 of 11" in written["error"]
+    assert {(s["path"], s["reason"]) for s in written["skipped"]} >= {("link_0.wav", "dangling_link"),
+                                                                       ("folder_0.wav", "not_a_file")}
+    assert not (project / "metrics" / "prepare" / "lossy.json").exists()  # a failed stage writes no record
+    mlflow.set_tracking_uri(uri)
+    (run,) = mlflow.search_runs(search_all_experiments=True, filter_string="tags.stage = 'prepare'",
+                                output_format="list")
+    assert run.info.status == "FAILED"
+    artifact = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/inputs/lossy.json")
+    assert artifact["total"] == 11 and [s["path"] for s in artifact["skipped"]] == [s["path"] for s in written["skipped"]]
+    assert run.data.metrics["skipped_files"] == 8 and run.data.metrics["input_files"] == 11
+
+    # with a looser policy the stage passes, records every lost entry, and the stale list is removed
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["inputs"]["max_skip_fraction"] = 0.9
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run([sys.executable, "-m", "pipelines.prepare", "--dataset", "lossy"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (project / "data" / "prepared" / "lossy.skipped.json").exists()
+    record = json.loads((project / "metrics" / "prepare" / "lossy.json").read_text())
+    assert record["inputs"][str(project / "data" / "raw" / "lossy")]["total"] == 11
+    assert record["metrics"]["skipped_fraction"] == round(8 / 11, 6)
+
+
+def test_musicdiff_fad_says_what_it_downloads_and_downloads_nothing_offline(tmp_path, capsys, monkeypatch):
+    from musicdiff.evaluation.embeddings import musicnn_checkpoint as checkpoint
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # an empty user cache
+    monkeypatch.setenv("MUSICDIFF_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.delenv("MUSICDIFF_OFFLINE", raising=False)
+    calls = []
+
+    def no_network(cmd, **kwargs):
+        calls.append(cmd)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(checkpoint.subprocess, "run", no_network)
+    ref, evaluated = _ref_folder(tmp_path / "ref"), _ref_folder(tmp_path / "mine", n=6, seed=500)
+    common = [ref, evaluated, "--embedding", "musicnn", "--params", _defaults(tmp_path)]
+    code, _, err = _fad(common, capsys)
+    assert code == 2 and len(calls) == 1
+    said = [line for line in err.splitlines() if "fetching the MusiCNN weights" in line]
+    assert len(said) == 1 and "from PyPI" in said[0] and "musicnn-0.1.0-py3-none-any.whl" in said[0]
+    assert str(tmp_path / "home" / ".cache" / "musicdiff" / "weights" / "musicnn" / "MSD_musicnn") in said[0]
+
+    for how in ("flag", "env"):
+        if how == "env":
+            monkeypatch.setenv("MUSICDIFF_OFFLINE", "1")
+        code, _, err = _fad([*common, "--offline"] if how == "flag" else common, capsys)
+        (line,) = err.strip().splitlines()
+        assert code == 2 and len(calls) == 1, how  # nothing was fetched
+        assert line.startswith("musicdiff fad: error: MusiCNN weights") and "MUSICDIFF_OFFLINE is set" in line
+        assert "musicdiff weights import DIR/musicnn-0.1.0-py3-none-any.whl" in line
+        assert "pip download --no-deps --only-binary=:all: musicnn==0.1.0 -d DIR" in line
+        monkeypatch.delenv("MUSICDIFF_OFFLINE", raising=False)  # --offline set it for the process

@@ -321,3 +321,106 @@ def test_cli_writes_nothing_for_non_finite_audio_or_a_failed_write(models, tmp_p
     assert _cli(["generate", models["mel"], "-n", "2", "--out", tmp_path / "x.wav"]) == 2
     assert "No space left on device" in _one_error_line(capsys.readouterr().err, "generate")
     assert len(calls) == 2 and list(tmp_path.iterdir()) == []  # the first clip's files are not left either
+
+
+# Damaged model folders and requests the tools cannot serve: one line naming the cause, exit 2, nothing written.
+
+@pytest.fixture
+def untrained(tmp_path):
+    from hostile import make_untrained_model
+
+    return make_untrained_model(tmp_path / "models" / "mel-64x64")
+
+
+def _refused(argv: list, tool: str, capsys, out_dir) -> str:
+    assert _cli(argv) == 2
+    captured = capsys.readouterr()
+    line = _one_error_line(captured.err, tool)
+    assert "Traceback" not in captured.out and list(out_dir.iterdir()) == []
+    return line
+
+
+def test_cli_names_a_corrupt_weight_file_and_the_stage_that_writes_it(untrained, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    weights = untrained / "unet_ema" / "diffusion_pytorch_model.safetensors"
+    assert TrainedVariant.load(None, untrained).family == "mel"  # intact, it loads
+    weights.write_bytes(weights.read_bytes()[:100])  # a truncated copy
+    line = _refused(["generate", untrained, "--steps", "2", "--out", out_dir / "x.wav"], "generate", capsys, out_dir)
+    assert f"{weights}: cannot be read as model weights" in line and "dvc repro train@mel-64x64" in line
+
+
+def test_cli_names_a_corrupt_checkpoint_and_the_steps_there_are(untrained, tmp_path, capsys):
+    from musicdiff.generation.trained import EMA_STATE
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    step = untrained / "checkpoints" / "step_5"
+    step.mkdir(parents=True)
+    (step / "COMPLETE").write_text("")
+    (step / EMA_STATE).write_bytes(b"\x80\x04 not a pickle of tensors")
+    line = _refused(["generate", untrained, "--step", "5", "--steps", "2", "--out", out_dir / "x.wav"], "generate",
+                    capsys, out_dir)
+    assert f"{step / EMA_STATE}: the EMA state of checkpoint step 5 cannot be read" in line
+    assert "dvc repro train@mel-64x64" in line and "--step of [5]" in line
+    torch.save({"decay": 0.9}, step / EMA_STATE)  # readable, but not an EMA state
+    line = _refused(["generate", untrained, "--step", "5", "--out", out_dir / "x.wav"], "generate", capsys, out_dir)
+    assert f"{step / EMA_STATE}: not an EMA state" in line
+
+
+@pytest.mark.parametrize("text, cause", [("{not json", "not valid JSON"), ("[1, 2]", "holds a JSON list"),
+                                         ('{"kind": "mel"}', "lacks ['sample_rate', 'shape']"),
+                                         ('{"kind": "mel", "sample_rate": 22050, "shape": [1, 32, 32], "frames": 32, '
+                                          '"mel": {"n_mels": 32, "colour": 3}}', "colour"),
+                                         ('{"kind": "midi", "sample_rate": 22050, "shape": [1]}', "'midi'")])
+def test_cli_names_a_broken_representation_json_and_what_is_wrong(untrained, tmp_path, capsys, text, cause):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (untrained / "representation.json").write_text(text)
+    line = _refused(["generate", untrained, "--out", out_dir / "x.wav"], "generate", capsys, out_dir)
+    assert f"{untrained / 'representation.json'}: " in line and cause in line
+
+
+def test_cli_says_why_a_negative_seed_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(TrainedVariant, "load", _must_not_load)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    line = _refused(["generate", tmp_path, "--seed", "-1", "--out", out_dir / "x.wav"], "generate", capsys, out_dir)
+    assert "argument --seed: must be in [0, 2**62), got -1" in line and "non-negative" in line
+
+
+def test_cli_refuses_an_output_larger_than_the_memory_bound_naming_both(untrained, tmp_path, capsys, monkeypatch):
+    from musicdiff.cli import creative as cli
+
+    monkeypatch.setattr(creative, "generate", _must_not_load)  # refused before anything is sampled
+    monkeypatch.setattr(cli, "available_memory_bytes", lambda: 4 * 2 ** 30)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    line = _refused(["generate", untrained, "--seconds", "100000", "--out", out_dir / "x.wav"], "generate", capsys,
+                    out_dir)
+    # 100000 s x 22050 Hz x 4 bytes = 8.2 GiB > a quarter of 4 GiB
+    assert "argument --seconds:" in line and "need 8.2 GiB" in line and "of the 4.0 GiB of memory available" in line
+    assert "at most 12174 s" in line
+    line = _refused(["generate", untrained, "--seconds", "10000", "-n", "3", "--out", out_dir / "x.wav"], "generate",
+                    capsys, out_dir)
+    assert "3 clips of 10000 s" in line and "need 2.5 GiB" in line
+    monkeypatch.setattr(creative, "generate", _fake_generate(torch.zeros(1, SR)))
+    assert _cli(["generate", untrained, "--seconds", "1", "--out", out_dir / "x.wav"]) == 0  # within the bound
+
+
+def test_cli_reads_the_inputs_policy_of_the_params_file(untrained, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(creative, "vary", _must_not_load)  # every case here is refused before sampling
+    wav = tmp_path / "in.wav"
+    sf.write(wav, (0.3 * np.sin(np.arange(2 * SR) * 0.05)).astype(np.float32), SR)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("inputs:\n  min_sample_rate: 30000\n")
+    argv = ["vary", untrained, wav, "--strength", "0.5", "--out", out_dir / "x.wav"]
+    line = _refused([*argv, "--params", strict], "vary", capsys, out_dir)
+    assert f"{wav}: low_sample_rate" in line and "inputs.min_sample_rate 30000 Hz" in line
+    line = _refused([*argv, "--params", tmp_path / "nosuch.yaml"], "vary", capsys, out_dir)
+    assert "--params" in line and "nosuch.yaml: no such file" in line
+    monkeypatch.chdir(tmp_path)  # the default: ./params.yaml when present
+    (tmp_path / "params.yaml").write_text(strict.read_text())
+    assert "low_sample_rate" in _refused(argv, "vary", capsys, out_dir)

@@ -92,3 +92,21 @@ def test_the_filter_table_names_a_system_by_its_label_whatever_its_set_name():
     titles = [title for title, _ in filter_sections(frame, frame.iloc[:0], {"level": "rms_dbfs"})]
     assert titles == ["Model mel: FAD original / filtered", "System Mubert: FAD original / filtered",
                       "System toy generator: FAD original / filtered"]
+
+
+def test_the_score_tables_and_the_analyses_name_a_system_alike():
+    from musicdiff.report.analyses import set_names
+    from musicdiff.report.scores import system_label, system_name
+
+    external = {"kind": "external", "label": "Mubert", "evaluation_set": "fadtk-mubert"}
+    sample = {"variant": "mel", "sampler": "ddim", "evaluation_set": "mel-ddim"}
+    runs = [{"stage": "system", "instance": "fadtk-mubert", "tags": external},
+            {"stage": "system", "instance": "toy", "tags": {"kind": "external"}},
+            {"stage": "sample", "instance": "mel-ddim", "tags": sample}]
+    names = set_names(runs)
+    assert names == {"fadtk-mubert": ("Mubert (external)", "-"), "toy": ("toy (external)", "-"),
+                     "mel-ddim": ("mel", "ddim")}
+    assert system_label(external) == names["fadtk-mubert"][0] == system_name(external)[0]
+    assert system_label(sample) == " ".join(names["mel-ddim"])
+    assert system_label({**sample, "headline": "true"}) == "mel ddim (headline)"
+    assert system_name({"kind": "floor", "label": "real: held-out"}) == ("real: held-out", "")

@@ -7,13 +7,17 @@ Bad input never ends in a traceback or a partial file. Every failure is one line
 
 * **arguments** (:func:`validate_arguments`, before the model is loaded): ``--steps``, ``-n``,
   ``--timestep`` at least 1; ``--seconds`` and ``--guidance-scale`` finite (``--seconds`` > 0,
-  the scale >= 0); ``--strength``, ``--context``, ``--seam`` in (0, 1); ``--eta`` in [0, 1];
+  the scale >= 0; ``--seconds`` of output, float32, at most a quarter of the memory available, see
+  :func:`_check_output_memory`, checked once the model's rate is known); ``--strength``, ``--context``,
+  ``--seam`` in (0, 1); ``--eta`` in [0, 1];
   ``0 <= --start < --end``, both finite; ``--seed`` in [0, 2**62); ``--step`` >= 0; the model a
   folder; the input an existing regular file this user can read (the listing checks of
   :func:`musicdiff.data.screening.listing_skip`); ``--out`` (and ``<out>_<i>`` for ``-n``) not a
   directory, below a writable folder (missing folders are created). A value argparse cannot parse
   is refused the same way, in one line (:func:`_one_line_error`).
-* **input audio**: :func:`musicdiff.generation.creative.load_wav`, the shared bad-input policy; a refused file
+* **input audio**: :func:`musicdiff.generation.creative.load_wav`, the shared bad-input policy with the
+  thresholds of the ``inputs`` section of ``--params`` (default ``params.yaml`` of the working directory
+  when present, as for ``musicdiff fad``; a ``--params`` file given must exist); a refused file
   is ``<file>: <reason> (<detail>)`` (an input is refused, never skipped); a flagged one is used
   with a warning line ``musicdiff <tool>: warning: <file>: flagged ...``.
 * **output**: non-finite or empty generated audio is an error and nothing is written. A peak above
@@ -52,6 +56,9 @@ def add_parsers(sub) -> None:
     common.add_argument("--guidance-scale", type=float, default=None,
                         help="classifier-free guidance scale (default: the model's)")
     common.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    common.add_argument("--params", default=None,
+                        help="params file whose inputs section (the bad-input thresholds) applies to the input "
+                             "audio (default: params.yaml of the working directory when present, else the defaults)")
 
     p = sub.add_parser("generate", parents=[common], help="new audio from noise")
     p.add_argument("--seconds", type=float, default=None, help="length (default: one model window)")
@@ -156,6 +163,9 @@ def validate_arguments(args: argparse.Namespace) -> None:
     from musicdiff.data.audio import BadAudioError
     from musicdiff.data.screening import listing_skip
 
+    if getattr(args, "seed", None) is not None and not 0 <= args.seed < 2 ** 62:
+        raise ArgumentError(f"argument --seed: must be in [0, 2**62), got {args.seed}: a seed is a non-negative "
+                            f"integer below 2**62 (torch and NumPy generators refuse negative seeds)")
     for name, flag, *bounds in BOUNDS:
         if getattr(args, name, None) is not None:
             _check_bound(getattr(args, name), flag, *bounds)
@@ -195,6 +205,50 @@ def _validate_for_model(args: argparse.Namespace, trained) -> None:
     if getattr(args, "seconds", None) is not None and round(args.seconds * trained.representation.sample_rate) < 1:
         raise ArgumentError(f"argument --seconds: {args.seconds} s is less than one sample at "
                             f"{trained.representation.sample_rate} Hz")
+    if getattr(args, "seconds", None) is not None:
+        _check_output_memory(args.seconds, getattr(args, "n", 1), trained.representation.sample_rate)
+
+
+#: The output may take at most this fraction of the memory available now: sampling holds a few copies of
+#: it (the clip being continued, the decoded windows, the joined result) besides the model.
+MEMORY_FRACTION = 0.25
+
+
+def available_memory_bytes() -> int | None:
+    """Memory available to this process now, bytes (``MemAvailable`` of /proc/meminfo on Linux, else the
+    free physical pages); None when the system does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_output_memory(seconds: float, n: int, rate: int) -> None:
+    """Raise :class:`ArgumentError` when ``n`` clips of ``seconds`` s at ``rate`` Hz (float32) would need more
+    than :data:`MEMORY_FRACTION` of the available memory; the message names both sizes."""
+    needed = int(n) * math.ceil(seconds * rate) * 4
+    available = available_memory_bytes()
+    if available is None or needed <= MEMORY_FRACTION * available:
+        return
+    clips = f"{n} clips of " if n > 1 else ""
+    raise ArgumentError(f"argument --seconds: {clips}{seconds:g} s at {rate} Hz need {_size(needed)} of float32 "
+                        f"audio, more than {MEMORY_FRACTION:.0%} of the {_size(available)} of memory available "
+                        f"(sampling holds several copies); ask for at most "
+                        f"{MEMORY_FRACTION * available / (4 * rate * int(n)):.0f} s")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 def _warn(tool: str, line: str) -> None:
@@ -205,9 +259,15 @@ def run(args) -> int:
     """Run one tool from parsed arguments; writes the WAV(s) and their sidecars, all or nothing.
 
     Raises :class:`ArgumentError` or ``BadAudioError`` (bad arguments or input, before anything is
-    sampled), ``ValueError`` (a request the model cannot serve, non-finite output), ``RuntimeError``
+    sampled), ``FileNotFoundError`` (a missing ``--params`` file, model file or checkpoint),
+    ``musicdiff.generation.trained.CorruptModelError`` (a ``RuntimeError``: a weight file that cannot be
+    read), ``ValueError`` (a request the model cannot serve, a bad params file or representation.json,
+    non-finite output), ``RuntimeError``
     (an output that cannot be written); ``musicdiff.cli.main`` prints each as one line and returns 2."""
     validate_arguments(args)
+    from musicdiff.cli.params import input_policy, load_tool_params
+
+    policy = input_policy(load_tool_params(getattr(args, "params", None))[0])
     import torch
 
     from musicdiff.generation import creative
@@ -223,7 +283,7 @@ def run(args) -> int:
     sampler = creative.SamplerSettings(args.sampler, args.steps, args.eta)
     common = dict(seed=args.seed, sampler=sampler, caption=args.caption, guidance_scale=args.guidance_scale,
                   device=device)
-    audio = creative.load_wav(args.input, trained, warn=functools.partial(_warn, tool)) \
+    audio = creative.load_wav(args.input, trained, policy, warn=functools.partial(_warn, tool)) \
         if getattr(args, "input", None) else None
     try:
         if tool == "generate":
@@ -243,7 +303,8 @@ def run(args) -> int:
     paths = output_paths(args.out, len(clips))
     rate = trained.representation.sample_rate
     weights = model_dir / "unet_ema" if args.step is None else model_dir / "checkpoints" / f"step_{args.step}"
-    settings = {k: v for k, v in vars(args).items() if k not in ("func", "out", "model")}
+    settings = {**{k: v for k, v in vars(args).items() if k not in ("func", "out", "model")},
+                "inputs": policy.to_dict()}
     sidecar = {
         "tool": tool, "settings": settings, "model": str(model_dir), "family": trained.family,
         "model_weights_sha256": sha256_tree(sorted(p for p in weights.rglob("*") if p.is_file())),

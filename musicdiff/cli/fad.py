@@ -51,9 +51,14 @@ def add_parser(sub) -> None:
                    help="largest fraction of a folder's files that may be skipped (default: params inputs, else 0.2)")
     p.add_argument("--min-sample-rate", type=int, default=None,
                    help="files below this rate (Hz) are skipped (default: params inputs, else 8000)")
-    p.add_argument("--params", default="params.yaml",
-                   help="params file whose evaluation protocol, inputs policy and reference sets are used")
+    p.add_argument("--params", default=None,
+                   help="params file whose evaluation protocol, inputs policy and reference sets are used "
+                        "(default: params.yaml of the working directory when present, else the defaults; a file "
+                        "given here must exist)")
     p.add_argument("--cache", default=None, help="embedding cache folder (content-addressed)")
+    p.add_argument("--offline", action="store_true",
+                   help="never download weights (as MUSICDIFF_OFFLINE=1): missing weights are an error naming "
+                        "the command that fetches them")
     p.set_defaults(func=run)
 
 
@@ -64,14 +69,6 @@ class _Ref:
     source: str | None = None  # shipped statistics
     max_clips: int | None = None
     seed: int = 0
-
-
-def _load_params(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    import yaml
-
-    return yaml.safe_load(path.read_text()) or {}
 
 
 def _check_arguments(args) -> None:
@@ -115,36 +112,26 @@ def _resolve_references(names: list[str], params: dict, params_dir: Path) -> lis
     return refs
 
 
-def _screen(folder: Path, name: str, protocol, policy, evaluated: bool):
-    from musicdiff.data.screening import find_audio_files
-    from musicdiff.evaluation.engine import screen_files
-
-    files, listing = find_audio_files(folder)
-    if not files and not listing:
-        raise FileNotFoundError(f"{name}: no audio files under {folder}")
-    return screen_files(files, protocol, name, policy, listing_skips=listing, evaluated=evaluated)
-
-
 def score_folders(args) -> dict:
     """Screen, embed and score as the arguments say; returns ``{"rows": [...], "inputs": {...}, ...}``.
 
-    Raises ``TooManySkippedError`` (before anything is embedded), ``FileNotFoundError``, ``ValueError``,
+    Raises ``TooManySkippedError`` (before anything is embedded), ``FileNotFoundError`` (a folder, or a
+    ``--params`` file that was given and does not exist), ``ValueError``,
     ``KeyError`` (unknown embedding) and the embeddings' ``RuntimeError`` for missing weights."""
+    from musicdiff.cli.params import input_policy, load_tool_params
     from musicdiff.data.reference_stats import shipped_statistics
-    from musicdiff.data.screening import InputPolicy
     from musicdiff.evaluation.protocol import EvaluationProtocol
     from musicdiff.evaluation.scoring import Reference, ScoreSettings, score_against
     from musicdiff.evaluation.engine import embed_files
+    from musicdiff.evaluation.folders import screen_folder
     from musicdiff.evaluation.embeddings.registry import get_embedding
 
     _check_arguments(args)
-    params_path = Path(args.params)
-    params = _load_params(params_path)
+    params, params_path = load_tool_params(args.params)
     section = {"clip_s": 0.73, "sample_rate": 22050, **(params.get("evaluation") or {})}
     protocol = EvaluationProtocol(float(args.clip_s or section["clip_s"]),
                                   int(args.sample_rate or section["sample_rate"]))
-    policy = InputPolicy.from_params(params.get("inputs"), max_skip_fraction=args.max_skip_fraction,
-                                     min_sample_rate=args.min_sample_rate)
+    policy = input_policy(params, max_skip_fraction=args.max_skip_fraction, min_sample_rate=args.min_sample_rate)
     settings = ScoreSettings.from_params({**section, **{k: v for k, v in (("n_bootstrap", args.bootstrap),
                                                                             ("seed", args.seed)) if v is not None}})
     eval_dir = Path(args.paths[-1])
@@ -154,10 +141,10 @@ def score_folders(args) -> dict:
     refs = _resolve_references(args.paths[:-1], params, params_path.resolve().parent)
 
     # Every folder is listed and screened before anything is embedded.
-    screened = {name: _screen(eval_dir, name, protocol, policy, evaluated=True)}
+    screened = {name: screen_folder(eval_dir, protocol, name, policy, evaluated=True)}
     for ref in refs:
         if ref.folder is not None:
-            screened[ref.name] = _screen(ref.folder, ref.name, protocol, policy, evaluated=False)
+            screened[ref.name] = screen_folder(ref.folder, protocol, ref.name, policy, evaluated=False)
     for s in screened.values():
         s.log.check(policy.max_skip_fraction)  # the error lists the skipped files
     for s in screened.values():
@@ -250,7 +237,10 @@ def _log_to_mlflow(result: dict) -> str:
 
 
 def run(args) -> int:
-    """``musicdiff fad``: returns the exit code (0; errors are raised for ``musicdiff.cli.main`` to report)."""
+    """``musicdiff fad``: returns the exit code (0; errors are raised for ``musicdiff.cli.main`` to report).
+    ``--offline`` sets ``MUSICDIFF_OFFLINE=1`` for this process (weights are then never downloaded)."""
+    if getattr(args, "offline", False):
+        os.environ["MUSICDIFF_OFFLINE"] = "1"
     result = score_folders(args)
     text = render(result, args.format)
     if args.out:

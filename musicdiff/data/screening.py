@@ -79,7 +79,12 @@ CONTENT_REASONS = ("silent", "dc_only", "over_range")
 
 
 class TooManySkippedError(RuntimeError):
-    """A set lost more than ``max_skip_fraction`` of its files; the message lists them."""
+    """A set lost more than ``max_skip_fraction`` of its files; the message lists them and ``log`` (when the
+    raiser had one) is the :class:`SkipLog`, so that a stage can record the skips before it fails."""
+
+    def __init__(self, message: str, log: "SkipLog | None" = None):
+        super().__init__(message)
+        self.log = log
 
 
 class UnexpectedInputError(RuntimeError):
@@ -234,7 +239,7 @@ class SkipLog:
             raise TooManySkippedError(
                 f"{self.name}: {len(self.skips)} of {self.total} files skipped ({self.fraction:.0%} > "
                 f"max_skip_fraction {max_skip_fraction:.0%}); a set that lost that much is not that set:\n  "
-                + "\n  ".join(self.lines(50)))
+                + "\n  ".join(self.lines(50)), log=self)
 
 
 def find_audio_files(folder, suffixes=AUDIO_SUFFIXES) -> tuple[list[Path], list[Skip]]:
@@ -306,10 +311,31 @@ def screen_file(path, target_sr: int, policy: InputPolicy = InputPolicy(), min_d
         BadAudioError: the file is skipped; ``reason`` is one of :data:`SKIP_REASONS`, the message names
             the file.
         UnexpectedInputError: any other exception while reading, naming the file (not counted as a skip).
+
+    Steps, as the module docstring lists them: :func:`_decode`, :func:`_check_samples` (rate, NaN/inf,
+    length), the channel mean, :func:`_check_content` (over range, silent, DC only), :func:`_flags`, and the
+    resampling.
     """
     path = Path(path)
+    data, sr = _decode(path)
+    frames, channels = data.shape
+    _check_samples(path, data, sr, policy, min_duration_s)
+    mono = downmix(data)
+    peak = float(np.max(np.abs(data)))
+    flags: list[str] = []
+    level, mean = _check_content(path, data, mono, peak, policy, evaluated, flags)
+    clipped = float(np.count_nonzero(np.abs(data) >= policy.clip_level * max(1.0, peak))) / data.size
+    flags.extend(_flags(sr, target_sr, channels, peak, mean, clipped, policy))
+    audio = resample(mono, sr, target_sr) if resampling is None else resample(mono, sr, target_sr, resampling)
+    return ScreenedAudio(str(path), audio, int(target_sr), int(sr), int(channels), frames / float(sr), peak, level,
+                         mean, clipped, sr / 2.0, tuple(flags))
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """Decoding: ``(frames, channels)`` samples and the file's rate; raises ``BadAudioError`` (``empty``,
+    ``unreadable``, ``no_permission``, ``not_a_file``, ``dangling_link``) or :class:`UnexpectedInputError`."""
     try:
-        data, sr = decode_audio(path)
+        return decode_audio(path)
     except BadAudioError:
         raise
     except PermissionError as error:
@@ -320,30 +346,37 @@ def screen_file(path, target_sr: int, policy: InputPolicy = InputPolicy(), min_d
         raise BadAudioError("dangling_link" if path.is_symlink() else "unreadable", str(error), path) from error
     except Exception as error:  # noqa: BLE001 - re-raised naming the file, never counted as a skip
         raise UnexpectedInputError(f"{path}: unexpected {type(error).__name__} while decoding: {error}") from error
-    frames, channels = data.shape
+
+
+def _check_samples(path: Path, data: np.ndarray, sr: int, policy: InputPolicy, min_duration_s: float) -> None:
+    """Sample rate, samples and length: raises ``BadAudioError`` ``low_sample_rate``, ``non_finite`` or
+    ``too_short``."""
     if sr < policy.min_sample_rate:
         raise BadAudioError("low_sample_rate", f"{sr} Hz < inputs.min_sample_rate {policy.min_sample_rate} Hz", path)
     if not np.isfinite(data).all():
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise BadAudioError("non_finite", f"{bad} NaN or infinite samples", path)
-    duration = frames / float(sr)
+    frames = data.shape[0]
     if frames < int(round(min_duration_s * sr)):  # samples, rounded as EvaluationProtocol.clip_samples rounds
-        raise BadAudioError("too_short", f"{duration:.4f} s < {min_duration_s} s", path)
-    mono = downmix(data)
-    peak = float(np.max(np.abs(data)))
-    peak_dbfs = 20 * math.log10(peak) if peak > 0 else -math.inf
-    flags = []
+        raise BadAudioError("too_short", f"{frames / float(sr):.4f} s < {min_duration_s} s", path)
 
+
+def _check_content(path: Path, data: np.ndarray, mono: np.ndarray, peak: float, policy: InputPolicy,
+                   evaluated: bool, flags: list[str]) -> tuple[float, float]:
+    """Content: ``over_range``, ``silent`` (anti-phase named) and ``dc_only`` raise ``BadAudioError``, or are
+    appended to ``flags`` for an evaluated set; returns the mono signal's RMS level (dBFS) and mean."""
     def content(reason: str, detail: str) -> None:
         if not evaluated:
             raise BadAudioError(reason, detail, path)
         flags.append(reason)
 
+    peak_dbfs = 20 * math.log10(peak) if peak > 0 else -math.inf
     if peak_dbfs > policy.max_peak_dbfs:
         content("over_range", f"peak {peak:.4g} ({peak_dbfs:+.1f} dBFS) > inputs.max_peak_dbfs "
                               f"{policy.max_peak_dbfs:+.1f} dBFS")
     level = rms_dbfs(mono)
     mean = float(np.mean(mono, dtype=np.float64))
+    channels = data.shape[1]
     if level < policy.silence_dbfs:
         detail = f"RMS {level:.1f} dBFS < {policy.silence_dbfs} dBFS"
         if channels > 1 and rms_dbfs(data) >= policy.silence_dbfs:
@@ -351,18 +384,12 @@ def screen_file(path, target_sr: int, policy: InputPolicy = InputPolicy(), min_d
         content("silent", detail)
     elif rms_dbfs(mono - mean) < policy.silence_dbfs:
         content("dc_only", f"a constant {mean:+.4g} with nothing else above {policy.silence_dbfs} dBFS")
-    threshold = policy.clip_level * max(1.0, peak)
-    clipped = float(np.count_nonzero(np.abs(data) >= threshold)) / data.size
-    if sr < target_sr:
-        flags.append("band_limited")
-    if channels > 2:
-        flags.append("multichannel")
-    if peak > 1.0:
-        flags.append("over_full_scale")
-    if abs(mean) > policy.dc_offset:
-        flags.append("dc_offset")
-    if clipped > policy.clip_fraction:
-        flags.append("clipped")
-    audio = resample(mono, sr, target_sr) if resampling is None else resample(mono, sr, target_sr, resampling)
-    return ScreenedAudio(str(path), audio, int(target_sr), int(sr), int(channels), duration, peak, level, mean,
-                         clipped, sr / 2.0, tuple(flags))
+    return level, mean
+
+
+def _flags(sr: int, target_sr: int, channels: int, peak: float, mean: float, clipped: float,
+           policy: InputPolicy) -> list[str]:
+    """The flags of a used file, in the order of :data:`FLAGS`."""
+    checks = (("band_limited", sr < target_sr), ("multichannel", channels > 2), ("over_full_scale", peak > 1.0),
+              ("dc_offset", abs(mean) > policy.dc_offset), ("clipped", clipped > policy.clip_fraction))
+    return [flag for flag, raised in checks if raised]

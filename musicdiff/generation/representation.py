@@ -95,12 +95,37 @@ class Representation:
 
     @classmethod
     def load(cls, folder: Path) -> "Representation":
-        """Read ``folder/representation.json``. Raises ``FileNotFoundError`` naming the file."""
+        """Read ``folder/representation.json``.
+
+        Raises ``FileNotFoundError`` naming the file when it is missing, and ``ValueError`` naming the file
+        and what is wrong when it is not JSON, not an object, lacks or has unknown keys, or holds values a
+        representation cannot have (its mel config included)."""
         path = Path(folder) / FILENAME
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: the folder was not written by musicdiff's "
                                     "features, vae or train stage")
-        return cls(**json.loads(path.read_text()))
+        hint = "the file is damaged; the stage that wrote the folder (features, vae or train) writes it again"
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not valid JSON ({error}); {hint}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: holds a JSON {type(data).__name__}, not an object with kind, sample_rate, "
+                             f"shape, ...; {hint}")
+        known = set(cls.__dataclass_fields__)
+        missing = {"kind", "sample_rate", "shape"} - set(data)
+        if missing or set(data) - known:
+            raise ValueError(f"{path}: " + "; ".join(
+                part for part in (f"lacks {sorted(missing)}" if missing else "",
+                                  f"unknown keys {sorted(set(data) - known)}" if set(data) - known else "") if part)
+                + f" (known: {sorted(known)}); {hint}")
+        try:
+            representation = cls(**data)
+            if representation.mel is not None:
+                representation.mel_config  # noqa: B018 - a mel config that does not build is caught here
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}; {hint}") from None
+        return representation
 
 
 class Decoder:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,38 @@ from musicdiff.generation.schedulers import build_sampler
 EMA_STATE = "custom_checkpoint_0.pkl"
 CONDITIONING = "conditioning.json"
 _CLASS_FAMILIES = {"UNet1DModel": "waveform", "UNet2DConditionModel": "mel_text", "UnconditionalDiT2DModel": "dit"}
+
+
+class CorruptModelError(RuntimeError):
+    """A weight file of a trained model folder exists but cannot be read (truncated, overwritten); the
+    message names the file, the cause and the command that writes it again."""
+
+
+def _retrain_hint(model_dir: Path) -> str:
+    return f"re-run `dvc repro train@{Path(model_dir).resolve().name}` to write it again"
+
+
+def _cause(error: BaseException) -> str:
+    """``Type: first line of the message`` (at most 160 characters), for one-line errors."""
+    text = (str(error).strip().splitlines() or ["no detail"])[0]
+    return f"{type(error).__name__}: {text[:160]}"
+
+
+def _weight_file(folder: Path) -> Path:
+    """The weight file diffusers reads from a ``save_pretrained`` folder (the folder itself when none is found)."""
+    found = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
+    return found[0] if found else Path(folder)
+
+
+def _load_final_denoiser(family: str, model_dir: Path) -> torch.nn.Module:
+    """``load_denoiser`` of ``model_dir/unet_ema``; raises :class:`CorruptModelError` naming the weight file
+    when diffusers cannot read it (it raises a bare ``OSError``)."""
+    try:
+        return load_denoiser(family, model_dir / "unet_ema")
+    except OSError as error:
+        raise CorruptModelError(f"{_weight_file(model_dir / 'unet_ema')}: cannot be read as model weights "
+                                f"(diffusers: {_cause(error)}); the file is damaged or incomplete: "
+                                f"{_retrain_hint(model_dir)}") from error
 
 
 def infer_family(model_dir: Path) -> str:
@@ -61,7 +94,8 @@ def load_checkpoint_ema(family: str, model_dir: Path, step: int) -> torch.nn.Mod
     The architecture comes from ``model_dir/unet_ema/config.json``; the weights from the checkpoint's
     ``EMAModel`` state, copied with diffusers' ``EMAModel.copy_to``. Raises ``FileNotFoundError``
     naming the steps that exist when ``step`` has no complete checkpoint, and ``ValueError`` when the
-    state does not fit the architecture.
+    state does not fit the architecture, and :class:`CorruptModelError` naming the state file (or the final
+    weights) when it cannot be read.
     """
     from diffusers.training_utils import EMAModel
 
@@ -70,12 +104,22 @@ def load_checkpoint_ema(family: str, model_dir: Path, step: int) -> torch.nn.Mod
     if not (folder / "COMPLETE").exists() or not (folder / EMA_STATE).exists():
         raise FileNotFoundError(f"no complete checkpoint with EMA state at step {step} in {model_dir / 'checkpoints'}; "
                                 f"steps present: {checkpoint_steps(model_dir)} (train.checkpoint_steps in params.yaml)")
-    model = load_denoiser(family, model_dir / "unet_ema")  # architecture and final weights, replaced below
-    state = torch.load(folder / EMA_STATE, map_location="cpu", weights_only=True)
+    model = _load_final_denoiser(family, model_dir)  # architecture and final weights, replaced below
+    try:
+        with warnings.catch_warnings():  # a damaged file makes torch warn about its pickle protocol first
+            warnings.simplefilter("ignore")
+            state = torch.load(folder / EMA_STATE, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds (UnpicklingError, RuntimeError, EOFError)
+        raise CorruptModelError(f"{folder / EMA_STATE}: the EMA state of checkpoint step {step} cannot be read "
+                                f"(torch.load: {type(error).__name__}); the checkpoint is damaged or incomplete: "
+                                f"{_retrain_hint(model_dir)}, or pick another --step of {checkpoint_steps(model_dir)}"
+                                ) from error
+    if not isinstance(state, dict) or "shadow_params" not in state:
+        raise CorruptModelError(f"{folder / EMA_STATE}: not an EMA state (no shadow_params); {_retrain_hint(model_dir)}")
     parameters = list(model.parameters())
     if len(state["shadow_params"]) != len(parameters):
-        raise ValueError(f"EMA state at step {step} holds {len(state['shadow_params'])} tensors; the model has "
-                         f"{len(parameters)} parameters")
+        raise ValueError(f"{folder / EMA_STATE}: EMA state at step {step} holds {len(state['shadow_params'])} tensors; the model has "
+                         f"{len(parameters)} parameters; {_retrain_hint(model_dir)}")
     ema = EMAModel(parameters)
     ema.load_state_dict(state)
     ema.copy_to(parameters)
@@ -102,13 +146,14 @@ class TrainedVariant:
         (Griffin-Lim iterations and momentum, see ``representation.Decoder``).
 
         Raises ``FileNotFoundError`` for a missing folder, representation, VAE, checkpoint or, for a
-        text-conditioned model, ``conditioning.json``."""
+        text-conditioned model, ``conditioning.json``; :class:`CorruptModelError` (a ``RuntimeError``) naming
+        a weight file that cannot be read; ``ValueError`` naming a broken ``representation.json``."""
         from diffusers import DDPMScheduler
 
         model_dir = Path(model_dir)
         family = family or infer_family(model_dir)
         representation = Representation.load(model_dir)
-        model = load_denoiser(family, model_dir / "unet_ema") if step is None else \
+        model = _load_final_denoiser(family, model_dir) if step is None else \
             load_checkpoint_ema(family, model_dir, step)
         conditioning = None
         if family == "mel_text":

@@ -15,6 +15,7 @@ import re
 
 import pandas as pd
 
+from musicdiff.report.scores import EXTERNAL, system_name
 from musicdiff.report.tables import format_ci, ordered
 
 
@@ -33,15 +34,13 @@ def _number(value) -> float | None:
     return None if value in (None, "None", "null", "") else float(value)
 
 
-EXTERNAL = " (external)"
-
-
 def set_names(runs: list[dict]) -> dict[str, tuple[str, str]]:
     """``{evaluation set: (variant, sampler)}`` from the sample runs' tags; an external system (a run of
-    stage ``system``) is ``("<label> (external)", "-")``: it has no sampler of the suite."""
-    names = {r["instance"]: (r["tags"].get("label", r["instance"]) + EXTERNAL, "-") for r in runs
+    stage ``system``) is ``("<label> (external)", "-")``: it has no sampler of the suite (both named by
+    :func:`musicdiff.report.scores.system_name`, the naming of the score tables)."""
+    names = {r["instance"]: system_name({**r["tags"], "kind": "external"}, r["instance"]) for r in runs
              if r["stage"] == "system"}
-    names.update({r["instance"]: (r["tags"]["variant"], r["tags"]["sampler"]) for r in runs
+    names.update({r["instance"]: system_name(r["tags"]) for r in runs
                   if r["stage"] == "sample" and "variant" in r["tags"] and "sampler" in r["tags"]})
     return names
 

@@ -34,14 +34,30 @@ COLUMNS = ["embedding", "system", "kind", "label", "variant", "sampler", "family
            "flags", "fad_inf_note", "skipped_files", "input_files", "flagged_content", "provenance"]
 
 
-def system_label(tags: dict) -> str:
-    """What a row is called: a floor's label, an external system's label with ``(external)``, or
-    ``<variant> <sampler>`` (``(headline)`` for a family's headline cell)."""
+#: What an external system's name carries in every table.
+EXTERNAL = " (external)"
+
+
+def system_name(tags: dict, default: str = "") -> tuple[str, str]:
+    """``(name, sampler)`` of an evaluated system from its run's tags, the one naming of systems in every
+    report: a floor is its label and ``""``; an external system its label with ``(external)`` and ``"-"`` (it
+    has no sampler of the suite); a generated set its variant and sampler. A missing label falls back to
+    the ``evaluation_set`` tag, then to ``default``."""
+    label = tags.get("label", tags.get("evaluation_set", default))
     if tags.get("kind") == "floor":
-        return tags.get("label", tags.get("evaluation_set", ""))
+        return label, ""
     if tags.get("kind") == "external":
-        return f"{tags.get('label', tags.get('evaluation_set', ''))} (external)"
-    return f"{tags.get('variant', '')} {tags.get('sampler', '')}" + (" (headline)" if tags.get("headline") == "true" else "")
+        return label + EXTERNAL, "-"
+    return tags.get("variant", ""), tags.get("sampler", "")
+
+
+def system_label(tags: dict) -> str:
+    """What a row is called (:func:`system_name` in one string): a floor's label, an external system's label
+    with ``(external)``, or ``<variant> <sampler>`` (``(headline)`` for a family's headline cell)."""
+    name, sampler = system_name(tags)
+    if tags.get("kind") in ("floor", "external"):
+        return name
+    return f"{name} {sampler}" + (" (headline)" if tags.get("headline") == "true" else "")
 
 
 def provenance(tags: dict) -> str:

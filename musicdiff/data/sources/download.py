@@ -172,24 +172,40 @@ def download_set(
     kind = lookup(norm)
     previous = _previous_is_valid(out_dir, norm, verify_existing)
     if previous is not None:
-        skipped = read_skipped(out_dir / SKIPPED_FILE)
-        if not (out_dir / SUMMARY_FILE).is_file():  # a download made before summaries existed
-            summary = raw_set_summary(out_dir, norm, previous, record=read_source_record(out_dir), kind=kind.key,
-                                      skipped=skipped)
-            write_summary(out_dir / SUMMARY_FILE, summary)
-        previous.attrs["timings"] = {}
-        previous.attrs["skipped"] = skipped
-        return previous
+        return _reuse(previous, out_dir, norm, kind.key)
+    ctx = BuildContext(cache_dir=Path(cache_dir) if cache_dir else None, progress=progress)
+    skipped = _build(kind, norm, out_dir, ctx)
+    df = read_manifest(out_dir / "manifest.csv")
+    df.attrs["timings"] = ctx.timings
+    df.attrs["skipped"] = skipped
+    return df
 
+
+def _reuse(previous: pd.DataFrame, out_dir: Path, norm: dict, kind: str) -> pd.DataFrame:
+    """A previous download of the same spec, verified: its manifest with the skips of its ``skipped.csv``
+    and no timings; writes its summary when it was made before summaries existed."""
+    skipped = read_skipped(out_dir / SKIPPED_FILE)
+    if not (out_dir / SUMMARY_FILE).is_file():  # a download made before summaries existed
+        summary = raw_set_summary(out_dir, norm, previous, record=read_source_record(out_dir), kind=kind,
+                                  skipped=skipped)
+        write_summary(out_dir / SUMMARY_FILE, summary)
+    previous.attrs["timings"] = {}
+    previous.attrs["skipped"] = skipped
+    return previous
+
+
+def _build(kind, norm: dict, out_dir: Path, ctx: BuildContext) -> list[dict]:
+    """Let the source kind write the audio into a temporary folder beside ``out_dir``, write the manifest,
+    ``skipped.csv``, the state file and the summary there, and rename it to ``out_dir``; returns the skipped
+    entries sorted by path. On any error the temporary folder is removed and ``out_dir`` left as it was."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_out, 0o777 & ~umask)  # mkdtemp makes it private; the final folder should not be
-    ctx = BuildContext(cache_dir=Path(cache_dir) if cache_dir else None, progress=progress)
     try:
         items = kind.build(norm, tmp_out, ctx)
-        _write_manifest(tmp_out, items, progress)
+        _write_manifest(tmp_out, items, ctx.progress)
         skipped = sorted(ctx.skipped, key=lambda r: (r["path"], r["reason"]))
         _write_skipped(tmp_out / SKIPPED_FILE, skipped)
         # Only deterministic content goes into the output folder (no timings).
@@ -202,7 +218,4 @@ def download_set(
     except BaseException:
         shutil.rmtree(tmp_out, ignore_errors=True)
         raise
-    df = read_manifest(out_dir / "manifest.csv")
-    df.attrs["timings"] = ctx.timings
-    df.attrs["skipped"] = skipped
-    return df
+    return skipped

@@ -16,7 +16,7 @@ from pathlib import Path
 from musicdiff.data.hashing import sha256_file
 
 __all__ = ["MUSICNN_WHEEL", "MUSICNN_WHEEL_FILENAME", "MUSICNN_WHEEL_SHA256", "MUSICNN_DATA_SHA256",
-           "MUSICNN_MODEL", "DATA_FILE", "INDEX_FILE", "MusicnnWeightsUnavailable", "fetch_musicnn_checkpoint"]
+           "MUSICNN_MODEL", "DATA_FILE", "INDEX_FILE", "OFFLINE_ENV", "MusicnnWeightsUnavailable", "fetch_musicnn_checkpoint"]
 
 MUSICNN_WHEEL = "musicnn==0.1.0"
 MUSICNN_WHEEL_FILENAME = "musicnn-0.1.0-py3-none-any.whl"
@@ -24,6 +24,7 @@ MUSICNN_WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88
 MUSICNN_DATA_SHA256 = "8579734ee6388f799ed0def4bbd0d1fdcbeaf213ef2a9dc860917bd76a303de6"
 MUSICNN_MODEL = "MSD_musicnn"
 
+OFFLINE_ENV = "MUSICDIFF_OFFLINE"  # set (not "0"): never download weights at run time
 DATA_FILE = ".data-00000-of-00001"
 INDEX_FILE = ".index"
 _BUNDLE_FILES = (DATA_FILE, INDEX_FILE)
@@ -104,7 +105,9 @@ def fetch_musicnn_checkpoint(cache_dir: Path | None = None) -> Path:
        the wheel ``musicnn-0.1.0-py3-none-any.whl`` (extracted into the cache dir).
     2. ``cache_dir`` (default ``~/.cache/musicdiff/weights/musicnn``), folder ``MSD_musicnn/``.
     3. ``python -m pip download --no-deps musicnn==0.1.0`` into a temporary folder, then
-       extraction of the ``MSD_musicnn`` folder into the cache (temporary folder + rename).
+       extraction of the ``MSD_musicnn`` folder into the cache (temporary folder + rename); one line on
+       stderr says what is fetched, from where, to where. With ``$MUSICDIFF_OFFLINE`` set (not ``0``)
+       nothing is downloaded: :class:`MusicnnWeightsUnavailable` names the command that fetches them.
 
     The wheel and the data shard are always checked against :data:`MUSICNN_WHEEL_SHA256` and
     :data:`MUSICNN_DATA_SHA256`.
@@ -139,6 +142,13 @@ def fetch_musicnn_checkpoint(cache_dir: Path | None = None) -> Path:
     if wheel is not None:
         return _extract_model_from_wheel(wheel, cache_model)
 
+    fetch = (f"python -m pip download --no-deps --only-binary=:all: {MUSICNN_WHEEL} -d DIR && "
+             f"musicdiff weights import DIR/{MUSICNN_WHEEL_FILENAME}")
+    if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+        raise MusicnnWeightsUnavailable(f"MusiCNN weights ({MUSICNN_WHEEL_FILENAME}) are not here and {OFFLINE_ENV} "
+                                        f"is set, so nothing is downloaded; fetch them once with: {fetch}")
+    print(f"musicdiff: fetching the MusiCNN weights: {MUSICNN_WHEEL_FILENAME} (the MSD_musicnn checkpoint) from "
+          f"PyPI (pip download {MUSICNN_WHEEL}) into {cache_model}; {OFFLINE_ENV}=1 forbids this", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="musicnn-wheel-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                MUSICNN_WHEEL, "-d", tmp]
