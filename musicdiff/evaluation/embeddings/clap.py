@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from fadtk.model_loader import CLAPLaionModel, ModelLoader
 
+from musicdiff.evaluation.embeddings.base import check_audio
 from musicdiff.weights.registry import ResolvedWeights, hf_hub_cache, resolve
 
 SAMPLE_RATE = 48000  # Hz
@@ -202,9 +203,7 @@ class ClapEmbedding:
 
         Raises ``ValueError`` for audio that is not 1-D, is empty, or contains NaN/inf.
         """
-        from musicdiff.evaluation.embeddings.registry import _check_audio
-
-        audio = _check_audio(audio)
+        audio = check_audio(audio)
         with torch.no_grad():
             out = self.loader._get_embedding(audio)
         return out.detach().cpu().numpy().astype(np.float32)

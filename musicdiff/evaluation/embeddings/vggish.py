@@ -40,6 +40,7 @@ import torch
 from fadtk.model_loader import VGGishModel
 from torch import nn
 
+from musicdiff.evaluation.embeddings.base import check_audio
 from musicdiff.weights.registry import ResolvedWeights, resolve
 
 SAMPLE_RATE = 16000  # Hz
@@ -168,9 +169,7 @@ class VggishEmbedding:
         zero-padded to 1 s first and gives one row. Raises ``ValueError`` for audio that is not 1-D,
         is empty, or contains NaN/inf.
         """
-        from musicdiff.evaluation.embeddings.registry import _check_audio
-
-        audio = self.loader.enforce_min_len(_check_audio(audio))
+        audio = self.loader.enforce_min_len(check_audio(audio))
         with torch.no_grad():
             out = self.loader._get_embedding(audio)
         return out.detach().cpu().numpy().astype(np.float32).reshape(-1, DIM)
