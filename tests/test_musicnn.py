@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from musicdiff.evaluation.embeddings import musicnn as mn
-from musicdiff.evaluation.embeddings import musicnn_checkpoint as checkpoint
+from musicdiff.weights import fetch as checkpoint
 from musicdiff.evaluation.embeddings.tf_bundle import read_tf_bundle
 
 FIXTURE = Path(__file__).parent / "data" / "musicnn_tf_reference.npz"

@@ -54,17 +54,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from musicdiff.data.hashing import sha256_file
-from musicdiff.evaluation.embeddings.musicnn_checkpoint import (  # noqa: F401  (re-exported: where the weights come from)
+from musicdiff.evaluation.embeddings.tf_bundle import read_tf_bundle
+from musicdiff.weights.fetch import MusicnnWeightsUnavailable, fetch_musicnn_checkpoint  # noqa: F401  (re-exported)
+from musicdiff.weights.registry import (  # noqa: F401  (re-exported: where the weights come from)
     DATA_FILE,
     MUSICNN_DATA_SHA256,
     MUSICNN_MODEL,
     MUSICNN_WHEEL,
     MUSICNN_WHEEL_FILENAME,
     MUSICNN_WHEEL_SHA256,
-    MusicnnWeightsUnavailable,
-    fetch_musicnn_checkpoint,
 )
-from musicdiff.evaluation.embeddings.tf_bundle import read_tf_bundle
 
 __all__ = [
     "MUSICNN_WHEEL",

@@ -7,7 +7,7 @@ TensorFlow AudioSet VGGish; Apache-2.0). fadtk's :class:`fadtk.model_loader.VGGi
 ``torch.hub.load('harritaylor/torchvggish', 'vggish')``, which asks GitHub for the repository and
 downloads both checkpoints. :class:`LocalHubVGGish` overrides only ``load_model``: it loads the hub
 code from a local folder (``torch.hub.load(folder, 'vggish', source='local', pretrained=False,
-postprocess=False)``, no network) and the checkpoint from the file :func:`musicdiff.weights.registry.resolve`
+postprocess=False)``, no network) and the checkpoint from the file :func:`musicdiff.weights.verify.resolve`
 found and checked; then it applies fadtk's defaults unchanged (``use_pca=False``: no PCA/whitening and
 no 8-bit quantisation; ``use_activation=False``: the final ReLU is removed, so the output is the
 pre-activation of the last 4096->128 linear layer). Embedding goes through fadtk's ``_get_embedding``
@@ -41,7 +41,7 @@ from fadtk.model_loader import VGGishModel
 from torch import nn
 
 from musicdiff.evaluation.embeddings.base import check_audio
-from musicdiff.weights.registry import ResolvedWeights, resolve
+from musicdiff.weights.verify import ResolvedWeights, resolve
 
 SAMPLE_RATE = 16000  # Hz
 DIM = 128
@@ -110,7 +110,7 @@ class VggishEmbedding:
     device:
         torch device for the network.
     weights:
-        What :func:`musicdiff.weights.registry.resolve` returns for ``"vggish"`` (default: resolved now): the
+        What :func:`musicdiff.weights.verify.resolve` returns for ``"vggish"`` (default: resolved now): the
         checkpoint (entry ``vggish``) and the hub code folder (entry ``vggish-hub``).
 
     Attributes
