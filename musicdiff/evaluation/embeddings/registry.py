@@ -87,8 +87,9 @@ def get_embedding(name: str, **options):
 
 
 def code_sha256(embedding) -> str:
-    """SHA-256 over the source files that decode audio and define ``embedding``'s class (computed once
-    per class and process)."""
+    """SHA-256 over the source files that decode audio and define ``embedding``'s class, and those of the
+    modules the class names in ``code_modules`` (the network it runs, when that lives apart); computed once
+    per class and process."""
     return _code_sha256(type(embedding))
 
 
@@ -96,7 +97,8 @@ def code_sha256(embedding) -> str:
 def _code_sha256(cls) -> str:
     from musicdiff.data import audio
 
-    return sha256_tree([inspect.getsourcefile(audio), inspect.getsourcefile(cls)])
+    extra = [inspect.getsourcefile(module) for module in getattr(cls, "code_modules", ())]
+    return sha256_tree([inspect.getsourcefile(audio), inspect.getsourcefile(cls), *extra])
 
 
 def cache_key(audio_sha256: str, embedding, protocol: dict | None = None, clip: int = 0) -> str:
