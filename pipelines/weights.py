@@ -23,7 +23,8 @@ from pipelines.common import ROOT, load_params, parser, record_path
 def find_weights(embedding: str, folder) -> dict:
     """``weights.json`` content for ``embedding``; raises the loaders' error when weights are missing."""
     if embedding == "musicnn":
-        from musicdiff.evaluation.embeddings.musicnn import MUSICNN_DATA_SHA256, MUSICNN_WHEEL, fetch_musicnn_checkpoint
+        from musicdiff.weights.fetch import fetch_musicnn_checkpoint
+        from musicdiff.weights.registry import MUSICNN_DATA_SHA256, MUSICNN_WHEEL
 
         fetch_musicnn_checkpoint(folder)
         return {"embedding": embedding, "status": "present",
@@ -31,7 +32,7 @@ def find_weights(embedding: str, folder) -> dict:
                            "sha256": MUSICNN_DATA_SHA256, "verified": True}]}
     if embedding == "logmel-stats":
         return {"embedding": embedding, "status": "present", "files": []}
-    from musicdiff.weights.registry import resolve
+    from musicdiff.weights.verify import resolve
 
     resolved = resolve(embedding)
     return {"embedding": embedding, "status": "present",
@@ -43,7 +44,8 @@ def other_embeddings(run_list: list[str]) -> dict[str, str]:
     """``{embedding: "" if its weights are present, else the reason}`` for the known embeddings not in
     ``run_list`` (MusiCNN counts as present: its wheel is fetched on demand)."""
     from musicdiff.evaluation.embeddings.registry import EMBEDDINGS
-    from musicdiff.weights.registry import MissingWeightsError, resolve
+    from musicdiff.weights.registry import MissingWeightsError
+    from musicdiff.weights.verify import resolve
 
     out = {}
     for name in EMBEDDINGS:

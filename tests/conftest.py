@@ -50,12 +50,12 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
 def weights_env(tmp_path, monkeypatch) -> dict:
     """Empty ``$MUSICDIFF_WEIGHTS``, torch hub and Hugging Face caches in the test's temporary folder;
     the package folders searched for checkpoints (fadtk's, laion_clap's) point there too."""
-    import musicdiff.weights.registry
+    import musicdiff.weights.verify
 
     paths = {"MUSICDIFF_WEIGHTS": tmp_path / "weights", "TORCH_HOME": tmp_path / "torch", "HF_HOME": tmp_path / "hf"}
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     for var, path in paths.items():
         monkeypatch.setenv(var, str(path))
-    monkeypatch.setattr(musicdiff.weights.registry, "_package_dir", lambda name: tmp_path / "packages" / name)
+    monkeypatch.setattr(musicdiff.weights.verify, "_package_dir", lambda name: tmp_path / "packages" / name)
     return paths

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicdiff.weights.registry import hf_hub_cache, hf_snapshot, weights_dir
+from musicdiff.weights.verify import hf_hub_cache, hf_snapshot, weights_dir
 
 _BPE_VOCAB = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "a": 5, "b": 6}
 

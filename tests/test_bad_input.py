@@ -374,7 +374,7 @@ def test_a_failed_prepare_stage_records_its_skip_list_in_a_file_and_the_mlflow_r
 
 
 def test_musicdiff_fad_says_what_it_downloads_and_downloads_nothing_offline(tmp_path, capsys, monkeypatch):
-    from musicdiff.evaluation.embeddings import musicnn_checkpoint as checkpoint
+    from musicdiff.weights import fetch as checkpoint
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # an empty user cache
     monkeypatch.setenv("MUSICDIFF_WEIGHTS", str(tmp_path / "weights"))

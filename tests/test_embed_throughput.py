@@ -75,7 +75,7 @@ def test_kept_audio_budget_and_files_beyond_it_are_decoded_again(fadtk_clips, tm
 
 
 def test_reordered_front_end_is_bit_exact(musicnn, fadtk_clips):
-    from musicdiff.evaluation.embeddings.musicnn import _same_pad
+    from musicdiff.evaluation.embeddings.musicnn_network import _same_pad
 
     m = musicnn.model
     x = musicnn.patches(load_audio(fadtk_clips[0], 16000, resampling=SOXR_HQ))

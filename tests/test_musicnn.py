@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from musicdiff.evaluation.embeddings import musicnn as mn
-from musicdiff.evaluation.embeddings import musicnn_checkpoint as checkpoint
+from musicdiff.evaluation.embeddings import musicnn_network
+from musicdiff.weights import fetch as checkpoint
 from musicdiff.evaluation.embeddings.tf_bundle import read_tf_bundle
 
 FIXTURE = Path(__file__).parent / "data" / "musicnn_tf_reference.npz"
@@ -98,7 +99,7 @@ def test_from_checkpoint_rejects_wrong_shapes(tmp_path, musicnn_prefix, monkeypa
     broken["dense/kernel"] = real["dense/kernel"][:-1]
     del broken["dense_1/bias"]
     broken["extra/kernel"] = np.zeros(3, np.float32)
-    monkeypatch.setattr(mn, "read_tf_bundle", lambda prefix: broken)
+    monkeypatch.setattr(musicnn_network, "read_tf_bundle", lambda prefix: broken)
     with pytest.raises(ValueError) as exc:
         mn.MusiCNN.from_checkpoint(musicnn_prefix)
     msg = str(exc.value)

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from musicdiff.weights.registry import registry as w
+from musicdiff.weights import fetch, registry, verify
 from musicdiff.data.audio import load_audio
 from musicdiff.evaluation.embeddings.registry import get_embedding
 
@@ -46,10 +46,10 @@ def random_vggish(weights_env, tmp_path, monkeypatch):
     checkpoint.parent.mkdir()
     torch.save(port.VGG(port.make_layers(), postprocess=False).state_dict(), checkpoint)
     data = checkpoint.read_bytes()
-    monkeypatch.setitem(w.REGISTRY, "vggish", dataclasses.replace(
-        w.REGISTRY["vggish"], sha256_prefix=hashlib.sha256(data).hexdigest()[:8], size=len(data)))
-    w.import_weights(checkpoint)
-    w.import_weights(ROOT / "tests" / "data" / "random_vggish_hub")
+    monkeypatch.setitem(registry.REGISTRY, "vggish", dataclasses.replace(
+        registry.REGISTRY["vggish"], sha256_prefix=hashlib.sha256(data).hexdigest()[:8], size=len(data)))
+    fetch.import_weights(checkpoint)
+    fetch.import_weights(ROOT / "tests" / "data" / "random_vggish_hub")
 
     def no_network(*args, **kwargs):
         raise AssertionError("VGGish loading must not touch the network")
@@ -63,7 +63,7 @@ def random_vggish(weights_env, tmp_path, monkeypatch):
 def test_vggish_with_random_weights_embeds_real_clips_end_to_end(random_vggish, fadtk_clips):
     embedding, weight_sha256 = random_vggish
     assert embedding.weight_sha256 == weight_sha256 and embedding.weights_verified
-    assert embedding.config["hub_code_sha256"] == w.tree_sha256(ROOT / "tests" / "data" / "random_vggish_hub")
+    assert embedding.config["hub_code_sha256"] == verify.tree_sha256(ROOT / "tests" / "data" / "random_vggish_hub")
     assert isinstance(embedding.loader.model.embeddings[-1], torch.nn.Linear), "final ReLU removed (fadtk default)"
     assert embedding.loader.model.postprocess is False, "no PCA (fadtk default)"
 
@@ -113,12 +113,12 @@ def test_clap_with_random_weights_embeds_a_real_clip_end_to_end(fadtk_clips, tmp
 
 def test_clap_without_the_hugging_face_repos_raises_missing_weights(weights_env, monkeypatch):
     data = b"stand-in for the CLAP music checkpoint"
-    entry = dataclasses.replace(w.REGISTRY["clap-laion-music"], sha256=hashlib.sha256(data).hexdigest())
-    monkeypatch.setitem(w.REGISTRY, "clap-laion-music", entry)  # TEMPORARY ENTRY for this test's file
+    entry = dataclasses.replace(registry.REGISTRY["clap-laion-music"], sha256=hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(registry.REGISTRY, "clap-laion-music", entry)  # TEMPORARY ENTRY for this test's file
     target = weights_env["MUSICDIFF_WEIGHTS"] / "clap" / entry.filename
     target.parent.mkdir(parents=True)
     target.write_bytes(data)
-    with pytest.raises(w.MissingWeightsError) as exc:
+    with pytest.raises(registry.MissingWeightsError) as exc:
         get_embedding("clap-laion-music")
     msg = str(exc.value)
     assert entry.filename not in msg.split("\n- ", 1)[1], "the checkpoint was found; only the HF repos are missing"
@@ -150,8 +150,8 @@ def test_embedding_names_and_unknown_kind():
 
 def _pretrained_or_skip(name: str):
     try:
-        w.resolve(name)
-    except w.MissingWeightsError:
+        verify.resolve(name)
+    except registry.MissingWeightsError:
         pytest.skip(f"{name} weights are not on this machine (`musicdiff weights`); this check needs the real ones")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from musicdiff.weights.registry import registry as w
+from musicdiff.weights import fetch, registry, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,32 +28,32 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def _temporary_entry(monkeypatch, key: str, data: bytes, *, prefix_only: bool = False) -> w.WeightEntry:
+def _temporary_entry(monkeypatch, key: str, data: bytes, *, prefix_only: bool = False) -> registry.WeightEntry:
     """Replace registry entry ``key`` by one whose published check is that of ``data``."""
     digest = hashlib.sha256(data).hexdigest()
     fields = (dict(sha256=None, sha256_prefix=digest[:8], size=len(data)) if prefix_only
               else dict(sha256=digest, sha256_prefix=None, size=None))
-    entry = dataclasses.replace(w.REGISTRY[key], **fields)
-    monkeypatch.setitem(w.REGISTRY, key, entry)
+    entry = dataclasses.replace(registry.REGISTRY[key], **fields)
+    monkeypatch.setitem(registry.REGISTRY, key, entry)
     return entry
 
 
 def test_missing_weights_error_names_file_places_url_and_import_command(weights_env):
-    with pytest.raises(w.MissingWeightsError) as exc:
-        w.resolve("vggish")
+    with pytest.raises(registry.MissingWeightsError) as exc:
+        verify.resolve("vggish")
     msg = str(exc.value)
     assert isinstance(exc.value, RuntimeError)
     assert "vggish-10086976.pth" in msg and "harritaylor_torchvggish_master" in msg
     assert str(weights_env["MUSICDIFF_WEIGHTS"] / "vggish" / "vggish-10086976.pth") in msg
     assert str(weights_env["TORCH_HOME"] / "hub" / "checkpoints" / "vggish-10086976.pth") in msg
     assert str(weights_env["TORCH_HOME"] / "hub" / "harritaylor_torchvggish_master") in msg
-    assert w.REGISTRY["vggish"].url in msg
+    assert registry.REGISTRY["vggish"].url in msg
     assert "musicdiff weights import PATH/TO/vggish-10086976.pth" in msg
 
-    with pytest.raises(w.MissingWeightsError) as exc:
-        w.resolve("clap-laion-music")
+    with pytest.raises(registry.MissingWeightsError) as exc:
+        verify.resolve("clap-laion-music")
     msg = str(exc.value)
-    assert "music_audioset_epoch_15_esc_90.14.pt" in msg and w.REGISTRY["clap-laion-music"].sha256 in msg
+    assert "music_audioset_epoch_15_esc_90.14.pt" in msg and registry.REGISTRY["clap-laion-music"].sha256 in msg
     assert str(weights_env["HF_HOME"] / "hub" / "models--lukewys--laion_clap") in msg
     for repo in ("roberta-base", "bert-base-uncased", "facebook/bart-base"):
         assert f"huggingface-cli download {repo}" in msg
@@ -64,49 +64,49 @@ def test_import_accepts_a_matching_file_and_rejects_a_mismatching_one(weights_en
     entry = _temporary_entry(monkeypatch, "clap-laion-music", data)
     download = _write(tmp_path / "downloads" / entry.filename, data)
 
-    found = w.import_weights(download)
+    found = fetch.import_weights(download)
     dest = weights_env["MUSICDIFF_WEIGHTS"] / "clap" / entry.filename
     assert found.path == dest and dest.read_bytes() == data
     assert found.check == "sha256" and found.verified and found.sha256 == entry.sha256
-    assert w.find(entry).path == dest
+    assert verify.find(entry).path == dest
 
     bad = _write(tmp_path / "bad" / entry.filename, os.urandom(4096))
-    with pytest.raises(w.WeightsMismatchError) as exc:
-        w.import_weights(bad)
+    with pytest.raises(registry.WeightsMismatchError) as exc:
+        fetch.import_weights(bad)
     msg = str(exc.value)
     assert f"expected SHA-256 {entry.sha256}" in msg and f"found SHA-256 {hashlib.sha256(bad.read_bytes()).hexdigest()}" in msg
     assert dest.read_bytes() == data, "a rejected file must not replace the installed one"
     assert sorted(p.name for p in dest.parent.iterdir()) == [entry.filename], "no temporary files left behind"
 
     renamed = _write(tmp_path / "renamed.bin", data)
-    assert w.import_weights(renamed).entry.key == "clap-laion-music", "a renamed file is recognised by its SHA-256"
-    with pytest.raises(w.UnknownWeightsError, match="matches no registry entry"):
-        w.import_weights(_write(tmp_path / "other.bin", b"unrelated"))
-    with pytest.raises(w.UnknownWeightsError, match="no registry entry"):
-        w.import_weights(renamed, name="no-such-entry")
+    assert fetch.import_weights(renamed).entry.key == "clap-laion-music", "a renamed file is recognised by its SHA-256"
+    with pytest.raises(registry.UnknownWeightsError, match="matches no registry entry"):
+        fetch.import_weights(_write(tmp_path / "other.bin", b"unrelated"))
+    with pytest.raises(registry.UnknownWeightsError, match="no registry entry"):
+        fetch.import_weights(renamed, name="no-such-entry")
 
 
 def test_prefix_and_size_check_of_torch_hub_style_checkpoints(weights_env, tmp_path, monkeypatch):
     data = os.urandom(3000)
     entry = _temporary_entry(monkeypatch, "vggish-pca", data, prefix_only=True)
     assert entry.check == "sha256-prefix+size"
-    found = w.import_weights(_write(tmp_path / entry.filename, data))
+    found = fetch.import_weights(_write(tmp_path / entry.filename, data))
     assert found.check == "sha256-prefix+size" and found.sha256 == hashlib.sha256(data).hexdigest()
 
-    with pytest.raises(w.WeightsMismatchError, match="expected 3,000 bytes, found 2,999 bytes"):
-        w.import_weights(_write(tmp_path / "short" / entry.filename, data[:-1]))
+    with pytest.raises(registry.WeightsMismatchError, match="expected 3,000 bytes, found 2,999 bytes"):
+        fetch.import_weights(_write(tmp_path / "short" / entry.filename, data[:-1]))
     other = bytes(b ^ 0xFF for b in data)
-    with pytest.raises(w.WeightsMismatchError, match=f"a SHA-256 starting {entry.sha256_prefix}"):
-        w.import_weights(_write(tmp_path / "other" / entry.filename, other))
+    with pytest.raises(registry.WeightsMismatchError, match=f"a SHA-256 starting {entry.sha256_prefix}"):
+        fetch.import_weights(_write(tmp_path / "other" / entry.filename, other))
 
 
 def test_unverified_checkpoint_records_the_hash_found(weights_env, tmp_path):
     data = b"no SHA-256 is published for this file"
-    found = w.import_weights(_write(tmp_path / "630k-audioset-best.pt", data))
+    found = fetch.import_weights(_write(tmp_path / "630k-audioset-best.pt", data))
     assert found.check == "unverified" and not found.verified
     assert found.sha256 == hashlib.sha256(data).hexdigest()
-    with pytest.raises(w.MissingWeightsError) as exc:  # the checkpoint is there; laion_clap's HF repos are not
-        w.resolve("clap-laion-audio")
+    with pytest.raises(registry.MissingWeightsError) as exc:  # the checkpoint is there; laion_clap's HF repos are not
+        verify.resolve("clap-laion-audio")
     msg = str(exc.value)
     assert "630k-audioset-best.pt" not in msg and "roberta-base" in msg and "3 required item(s) missing" in msg
 
@@ -114,25 +114,25 @@ def test_unverified_checkpoint_records_the_hash_found(weights_env, tmp_path):
 def test_lookup_order_standard_caches_and_hash_memo(weights_env, tmp_path, monkeypatch):
     data = os.urandom(2048)
     entry = _temporary_entry(monkeypatch, "vggish", data, prefix_only=True)
-    hub = w.import_weights(ROOT / "tests" / "data" / "random_vggish_hub")
+    hub = fetch.import_weights(ROOT / "tests" / "data" / "random_vggish_hub")
     assert hub.entry.key == "vggish-hub" and hub.check == "unverified" and (hub.path / "hubconf.py").is_file()
 
     in_torch_hub = _write(weights_env["TORCH_HOME"] / "hub" / "checkpoints" / entry.filename, data)
-    resolved = w.resolve("vggish")
+    resolved = verify.resolve("vggish")
     assert resolved.checkpoint == in_torch_hub and resolved.path("vggish-hub") == hub.path
     assert resolved.weight_sha256 == hashlib.sha256(data).hexdigest() and resolved.verified
 
     ours = _write(weights_env["MUSICDIFF_WEIGHTS"] / "vggish" / entry.filename, data)
-    assert w.resolve("vggish").checkpoint == ours, "$MUSICDIFF_WEIGHTS comes before the torch hub cache"
+    assert verify.resolve("vggish").checkpoint == ours, "$MUSICDIFF_WEIGHTS comes before the torch hub cache"
 
     calls = []
-    real = w.sha256_file
-    monkeypatch.setattr(w, "sha256_file", lambda p: calls.append(Path(p)) or real(p))
-    w.resolve("vggish")
+    real = verify.sha256_file
+    monkeypatch.setattr(verify, "sha256_file", lambda p: calls.append(Path(p)) or real(p))
+    verify.resolve("vggish")
     assert ours.resolve() not in calls, "an unchanged file is not hashed again"
     _write(ours, bytes(b ^ 0xFF for b in data))  # same size, new content
-    with pytest.raises(w.WeightsMismatchError, match=f"a SHA-256 starting {entry.sha256_prefix}"):
-        w.resolve("vggish")
+    with pytest.raises(registry.WeightsMismatchError, match=f"a SHA-256 starting {entry.sha256_prefix}"):
+        verify.resolve("vggish")
     assert ours.resolve() in calls, "a changed file is hashed again"
 
 
@@ -148,15 +148,15 @@ def test_weights_command_lists_missing_entries_and_rejects_a_mismatching_import(
     listing = _cli(env=weights_env, cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
-    for entry in w.REGISTRY.values():
+    for entry in registry.REGISTRY.values():
         assert entry.filename in listing.stdout
     vggish_rows = [line for line in lines if line.startswith("vggish ")]
     assert len(vggish_rows) == 3 and all(" missing " in line for line in vggish_rows)
-    assert w.REGISTRY["vggish"].url in listing.stdout and str(weights_env["MUSICDIFF_WEIGHTS"]) in listing.stdout
+    assert registry.REGISTRY["vggish"].url in listing.stdout and str(weights_env["MUSICDIFF_WEIGHTS"]) in listing.stdout
 
     bad = _write(tmp_path / "music_audioset_epoch_15_esc_90.14.pt", b"not the LAION checkpoint")
     rejected = _cli("import", str(bad), env=weights_env, cwd=tmp_path)
     assert rejected.returncode != 0
-    assert f"expected SHA-256 {w.REGISTRY['clap-laion-music'].sha256}" in rejected.stderr
+    assert f"expected SHA-256 {registry.REGISTRY['clap-laion-music'].sha256}" in rejected.stderr
     assert hashlib.sha256(bad.read_bytes()).hexdigest() in rejected.stderr
     assert not (weights_env["MUSICDIFF_WEIGHTS"] / "clap" / bad.name).exists()

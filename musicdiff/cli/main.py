@@ -51,7 +51,8 @@ def _relog(args) -> int:
 def _weights_list() -> int:
     from tabulate import tabulate
 
-    from musicdiff.weights.registry import WEIGHTS_ENV, status, weights_dir
+    from musicdiff.weights.registry import WEIGHTS_ENV
+    from musicdiff.weights.verify import status, weights_dir
 
     rows, problems = [], []
     status_rows = status()
@@ -80,7 +81,8 @@ def _weights_list() -> int:
 
 
 def _weights(args) -> int:
-    from musicdiff.weights.registry import UnknownWeightsError, import_weights
+    from musicdiff.weights.fetch import import_weights
+    from musicdiff.weights.registry import UnknownWeightsError
 
     if args.weights_command in (None, "list"):
         return _weights_list()

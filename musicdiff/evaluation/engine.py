@@ -254,7 +254,6 @@ def embed_files(embedding, paths: list[Path], protocol: EvaluationProtocol | Non
     """
     from tqdm.auto import tqdm
 
-    from musicdiff.data.audio import load_audio, resample
     from musicdiff.data.screening import InputPolicy
     from musicdiff.evaluation.embeddings.registry import cache_key
 
@@ -269,13 +268,42 @@ def embed_files(embedding, paths: list[Path], protocol: EvaluationProtocol | Non
     files = screened.files
     if not files:
         raise ValueError(f"{name}: no usable audio files")
+    index, available = _pick_clips(files, max_clips, seed)
+    keys = [cache_key(files[f][1], embedding, spec, k) for f, k in index]
+    clips, missing = _read_cached(cache_dir, keys, index, timings)
+    kept = screened.audio if screened.protocol == spec else {}
+    load = _clip_loader(embedding, protocol, files, index, missing, kept, timings)
+
+    def store(i, vectors):
+        clips[i] = vectors
+        _cache_write(cache_dir, keys[i], vectors)
+
+    with tqdm(total=len(index), desc=f"embed {name} ({embedding.name})", disable=not progress) as bar:
+        bar.update(len(index) - sum(len(v) for v in missing.values()))
+        _pipelined(embedding, sorted(missing), load, store, timings, bar)
+    if timings is not None:
+        timings["computed"] = timings.get("computed", 0) + sum(len(v) for v in missing.values())
+    names = [f"{str(files[f][0].relative_to(root)) if root else str(files[f][0])}#{k}" for f, k in index]
+    hashes = [files[f][1] for f, _ in index]
+    return EmbeddedSet(name, names, hashes, clips, embedding.name, embedding.weight_sha256, embedding.config, spec,
+                       float(embedding.window_s), available, len(files), {"inputs": screened.log.to_dict()})
+
+
+def _pick_clips(files: list, max_clips: int | None, seed: int) -> tuple[list[tuple[int, int]], int]:
+    """``(file, clip)`` of every clip of ``files`` (each ``(path, sha256, n_clips)``), or a seeded uniform
+    subset of ``max_clips`` of them (without replacement, in file order); and the number available."""
     index = [(f, k) for f, (_, _, n) in enumerate(files) for k in range(n)]
     available = len(index)
     if max_clips is not None and available > max_clips:
         pick = np.sort(np.random.default_rng(seed).choice(available, size=max_clips, replace=False))
         index = [index[i] for i in pick]
-    kept = screened.audio if screened.protocol == spec else {}
-    keys = [cache_key(files[f][1], embedding, spec, k) for f, k in index]
+    return index, available
+
+
+def _read_cached(cache_dir: Path | None, keys: list[str], index: list[tuple[int, int]], timings: dict | None,
+                 ) -> tuple[list[np.ndarray | None], dict[int, list[int]]]:
+    """Every clip's cache entry (None where absent) and, per file, the positions in ``index`` of its
+    clips still to embed."""
     clips: list[np.ndarray | None] = [None] * len(index)
     missing: dict[int, list[int]] = {}  # file -> positions in index of its clips to embed
     start = time.perf_counter()
@@ -284,6 +312,15 @@ def embed_files(embedding, paths: list[Path], protocol: EvaluationProtocol | Non
         if clips[i] is None:
             missing.setdefault(f, []).append(i)
     _add(timings, "cache_s", start)
+    return clips, missing
+
+
+def _clip_loader(embedding, protocol: EvaluationProtocol, files: list, index: list[tuple[int, int]],
+                 missing: dict[int, list[int]], kept: dict, timings: dict | None):
+    """``load(f)``: the clips of file ``f`` still to embed, as ``[(position in index, audio at the
+    embedding's rate)]``, from the audio screening ``kept`` or decoded again."""
+    from musicdiff.data.audio import load_audio, resample
+
     rate = protocol.sample_rate
 
     def load(f):
@@ -299,19 +336,7 @@ def embed_files(embedding, paths: list[Path], protocol: EvaluationProtocol | Non
         _add(timings, "resample_s", start)
         return out
 
-    def store(i, vectors):
-        clips[i] = vectors
-        _cache_write(cache_dir, keys[i], vectors)
-
-    with tqdm(total=len(index), desc=f"embed {name} ({embedding.name})", disable=not progress) as bar:
-        bar.update(len(index) - sum(len(v) for v in missing.values()))
-        _pipelined(embedding, sorted(missing), load, store, timings, bar)
-    if timings is not None:
-        timings["computed"] = timings.get("computed", 0) + sum(len(v) for v in missing.values())
-    names = [f"{str(files[f][0].relative_to(root)) if root else str(files[f][0])}#{k}" for f, k in index]
-    hashes = [files[f][1] for f, _ in index]
-    return EmbeddedSet(name, names, hashes, clips, embedding.name, embedding.weight_sha256, embedding.config, spec,
-                       float(embedding.window_s), available, len(files), {"inputs": screened.log.to_dict()})
+    return load
 
 
 def whole_file_spec(embedding) -> dict:

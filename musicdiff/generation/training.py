@@ -222,18 +222,42 @@ def train_diffusion(
         conditioning.validate(len(data))
     out_dir = Path(out_dir)
     checkpoint_dir = out_dir / "checkpoints"
-    seed = int(config["seed"])
     max_steps = int(config["max_steps"])
-    checkpoint_steps = sorted({int(s) for s in config.get("checkpoint_steps", [])} | {max_steps})
+    accelerator = _accelerator(config)
+    _claim_for_run(accelerator, checkpoint_dir, resume_key, max_steps)
+    model, optimizer, lr_scheduler, ema = _optimisation(accelerator, model, config, max_steps)
+    start = _resume(accelerator, checkpoint_dir)
+    data = data.to(accelerator.device)
+    if conditioning is not None:
+        conditioning = conditioning.to(accelerator.device)
+    loop = _Loop(accelerator, model, optimizer, lr_scheduler, ema, noise_scheduler, data, conditioning, config,
+                 checkpoint_dir, log_metrics)
+    loop.run(start, max_steps)
+    _save_final(accelerator, model, ema, noise_scheduler, out_dir)
+    timed = loop.step_times[1:] if len(loop.step_times) > 1 else loop.step_times
+    return TrainResult(
+        step=max_steps, resumed_from=start, final_loss=loop.loss_value,
+        seconds_per_step=statistics.median(timed) if timed else math.nan, steps_timed=len(timed),
+        device=str(accelerator.device), mixed_precision=accelerator.mixed_precision, losses=loop.losses,
+        num_processes=accelerator.num_processes,
+    )
 
-    # split_batches: the learning-rate schedule counts global steps, so the prepared scheduler steps
-    # once per optimiser step (by default accelerate steps it num_processes times, as it would for a
-    # data loader sharded across processes); there is no data loader here for it to affect otherwise
-    accelerator = Accelerator(mixed_precision=_mixed_precision(config.get("mixed_precision", "auto")),
-                              dataloader_config=DataLoaderConfiguration(split_batches=True))
-    num_processes, rank = accelerator.num_processes, accelerator.process_index
-    if num_processes > 1:  # another global batch: never resume a run of another process count
-        resume_key = f"{resume_key}|num_processes={num_processes}"
+
+def _accelerator(config: dict) -> Accelerator:
+    """The run's ``Accelerator``: device, mixed precision and processes.
+
+    split_batches: the learning-rate schedule counts global steps, so the prepared scheduler steps once
+    per optimiser step (by default accelerate steps it num_processes times, as it would for a data loader
+    sharded across processes); there is no data loader here for it to affect otherwise."""
+    return Accelerator(mixed_precision=_mixed_precision(config.get("mixed_precision", "auto")),
+                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+
+
+def _claim_for_run(accelerator: Accelerator, checkpoint_dir: Path, resume_key: str, max_steps: int) -> None:
+    """Keep the checkpoints only when they belong to this run (``resume_key`` and, with several processes,
+    their number: another global batch never resumes) and it has not finished; otherwise start afresh."""
+    if accelerator.num_processes > 1:
+        resume_key = f"{resume_key}|num_processes={accelerator.num_processes}"
     if accelerator.is_main_process:
         _claim_checkpoints(checkpoint_dir, resume_key)
         finished = latest_checkpoint(checkpoint_dir)
@@ -241,7 +265,12 @@ def train_diffusion(
             _claim_checkpoints(checkpoint_dir, "")
             _claim_checkpoints(checkpoint_dir, resume_key)
     accelerator.wait_for_everyone()
-    torch.manual_seed(seed)
+
+
+def _optimisation(accelerator: Accelerator, model: torch.nn.Module, config: dict, max_steps: int):
+    """Seed torch with ``config["seed"]``, then build AdamW, the cosine schedule with warm-up and the EMA
+    (registered for checkpointing); returns the prepared ``(model, optimizer, lr_scheduler, ema)``."""
+    torch.manual_seed(int(config["seed"]))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config["learning_rate"], betas=tuple(config.get("adam_betas", (0.95, 0.999))),
         weight_decay=config.get("weight_decay", 1e-6), eps=1e-8,
@@ -259,65 +288,104 @@ def train_diffusion(
     )
     ema.to(accelerator.device)
     accelerator.register_for_checkpointing(ema)
+    return model, optimizer, lr_scheduler, ema
 
-    start = 0
+
+def _resume(accelerator: Accelerator, checkpoint_dir: Path) -> int:
+    """Load the newest complete checkpoint, if any; the step to start from (0 without one)."""
     resumed = latest_checkpoint(checkpoint_dir)
-    if resumed is not None:
-        start, path = resumed
-        accelerator.load_state(str(path))
-    data = data.to(accelerator.device)
-    if conditioning is not None:
-        conditioning = conditioning.to(accelerator.device)
-    num_timesteps = noise_scheduler.config.num_train_timesteps
-    batch_size = int(config["batch_size"])
-    log_every = int(config.get("log_every", 10))
-    step_times: list[float] = []
-    losses: list[float] = []
-    loss_value = math.nan
+    if resumed is None:
+        return 0
+    start, path = resumed
+    accelerator.load_state(str(path))
+    return start
 
-    model.train()
-    progress = tqdm(range(start, max_steps), desc="train", initial=start, total=max_steps,
-                    disable=not accelerator.is_local_main_process)
-    for step in progress:
-        began = time.perf_counter()
+
+@dataclass
+class _Loop:
+    """The training steps of one run and what they measured (``losses``, ``step_times``, ``loss_value``)."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    ema: EMAModel
+    noise_scheduler: DDPMScheduler
+    data: torch.Tensor
+    conditioning: TextConditioning | None
+    config: dict
+    checkpoint_dir: Path
+    log_metrics: Callable[[dict, int], None] | None
+    losses: list[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
+    loss_value: float = math.nan
+
+    def run(self, start: int, max_steps: int) -> None:
+        """Steps ``start`` to ``max_steps``: each draws its batch, steps the optimiser and the EMA, logs
+        every ``log_every`` steps (and the last) and saves the checkpoints of ``checkpoint_steps``."""
+        accelerator = self.accelerator
+        checkpoint_steps = sorted({int(s) for s in self.config.get("checkpoint_steps", [])} | {max_steps})
+        log_every = int(self.config.get("log_every", 10))
+        self.model.train()
+        progress = tqdm(range(start, max_steps), desc="train", initial=start, total=max_steps,
+                        disable=not accelerator.is_local_main_process)
+        for step in progress:
+            began = time.perf_counter()
+            self.loss_value = self.step(step)
+            self.losses.append(self.loss_value)
+            self.step_times.append(time.perf_counter() - began)
+            done = step + 1
+            if self.log_metrics and accelerator.is_main_process and (done % log_every == 0 or done == max_steps):
+                self.log_metrics({"loss": self.loss_value, "lr": self.lr_scheduler.get_last_lr()[0],
+                                  "ema_decay": self.ema.cur_decay_value or 0.0}, done)
+            progress.set_postfix(loss=f"{self.loss_value:.4f}")
+            if done in checkpoint_steps:
+                _save_checkpoint(accelerator, self.checkpoint_dir, done)
+
+    def step(self, step: int) -> float:
+        """One optimiser step; the loss of the global batch. Raises ``FloatingPointError`` when it is not finite."""
+        accelerator = self.accelerator
+        loss = self.loss(step)
+        # the loss of the global batch, the same on every process, so that all of them stop together
+        global_loss = accelerator.reduce(loss.detach(), "mean") if accelerator.num_processes > 1 else loss
+        if not torch.isfinite(global_loss):
+            raise FloatingPointError(f"loss is {global_loss.item()} at step {step + 1}; stopping")
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(self.model.parameters(), self.config.get("grad_clip", 1.0))
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad()
+        self.ema.step(accelerator.unwrap_model(self.model).parameters())
+        return global_loss.item()
+
+    def loss(self, step: int) -> torch.Tensor:
+        """This process's loss at ``step``: its slice of the batch drawn from ``seed + step``, noised and denoised."""
+        data, conditioning, noise_scheduler = self.data, self.conditioning, self.noise_scheduler
+        seed, batch_size = int(self.config["seed"]), int(self.config["batch_size"])
+        num_timesteps = noise_scheduler.config.num_train_timesteps
+        processes, rank = self.accelerator.num_processes, self.accelerator.process_index
         if conditioning is None:
             index, noise, timesteps = draw_batch(seed + step, len(data), tuple(data.shape[1:]), batch_size,
-                                                 num_timesteps, num_processes, rank)
+                                                 num_timesteps, processes, rank)
             context = {}
         else:
             index, noise, timesteps, drop = draw_conditioned_batch(
                 seed + step, len(data), tuple(data.shape[1:]), batch_size, num_timesteps, conditioning.uncond_prob,
-                num_processes, rank)
+                processes, rank)
             context = conditioning.inputs(index, drop)
         x0 = data[index.to(data.device)].float()
         noise = noise.to(x0.device)
         timesteps = timesteps.to(x0.device)
         noisy = noise_scheduler.add_noise(x0, noise, timesteps)
-        with accelerator.autocast():
-            prediction = model(noisy, timesteps, **context).sample
-        loss = F.mse_loss(prediction.float(), diffusion_target(noise_scheduler, x0, noise, timesteps))
-        # the loss of the global batch, the same on every process, so that all of them stop together
-        global_loss = accelerator.reduce(loss.detach(), "mean") if num_processes > 1 else loss
-        if not torch.isfinite(global_loss):
-            raise FloatingPointError(f"loss is {global_loss.item()} at step {step + 1}; stopping")
-        accelerator.backward(loss)
-        if accelerator.sync_gradients:
-            accelerator.clip_grad_norm_(model.parameters(), config.get("grad_clip", 1.0))
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad()
-        ema.step(accelerator.unwrap_model(model).parameters())
-        loss_value = global_loss.item()
-        losses.append(loss_value)
-        step_times.append(time.perf_counter() - began)
-        done = step + 1
-        if log_metrics and accelerator.is_main_process and (done % log_every == 0 or done == max_steps):
-            log_metrics({"loss": loss_value, "lr": lr_scheduler.get_last_lr()[0],
-                         "ema_decay": ema.cur_decay_value or 0.0}, done)
-        progress.set_postfix(loss=f"{loss_value:.4f}")
-        if done in checkpoint_steps:
-            _save_checkpoint(accelerator, checkpoint_dir, done)
+        with self.accelerator.autocast():
+            prediction = self.model(noisy, timesteps, **context).sample
+        return F.mse_loss(prediction.float(), diffusion_target(noise_scheduler, x0, noise, timesteps))
 
+
+def _save_final(accelerator: Accelerator, model: torch.nn.Module, ema: EMAModel, noise_scheduler: DDPMScheduler,
+                out_dir: Path) -> None:
+    """The main process writes ``unet/``, ``unet_ema/`` and ``scheduler/``; no process returns before they exist."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
@@ -326,14 +394,7 @@ def train_diffusion(
         ema.copy_to(ema_model.parameters())
         _atomic_save_pretrained(ema_model, out_dir / "unet_ema")
         _atomic_save_pretrained(noise_scheduler, out_dir / "scheduler")
-    accelerator.wait_for_everyone()  # no process returns before the final weights exist
-    timed = step_times[1:] if len(step_times) > 1 else step_times
-    return TrainResult(
-        step=max_steps, resumed_from=start, final_loss=loss_value,
-        seconds_per_step=statistics.median(timed) if timed else math.nan, steps_timed=len(timed),
-        device=str(accelerator.device), mixed_precision=accelerator.mixed_precision, losses=losses,
-        num_processes=num_processes,
-    )
+    accelerator.wait_for_everyone()
 
 
 def _claim_checkpoints(checkpoint_dir: Path, resume_key: str) -> None:

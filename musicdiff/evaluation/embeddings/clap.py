@@ -12,7 +12,7 @@ Models (laion_clap's ``CLAP_Module``, no feature fusion):
 fadtk's :class:`fadtk.model_loader.CLAPLaionModel` downloads the checkpoint in ``__init__`` and may
 rewrite it in place (its position-ids patch for laion_clap < 1.1.6). :class:`VerifiedCLAPLaion`
 sets name, sample rate and ``model_file`` itself, pointing at the file
-:func:`musicdiff.weights.registry.resolve` found and checked, and never rewrites it; it reuses fadtk's
+:func:`musicdiff.weights.verify.resolve` found and checked, and never rewrites it; it reuses fadtk's
 ``load_model`` (``CLAP_Module(enable_fusion=False, amodel=HTSAT-tiny|HTSAT-base)`` then
 ``load_ckpt``) and ``_get_embedding``.
 
@@ -51,7 +51,8 @@ import numpy as np
 import torch
 from fadtk.model_loader import CLAPLaionModel, ModelLoader
 
-from musicdiff.weights.registry import ResolvedWeights, hf_hub_cache, resolve
+from musicdiff.evaluation.embeddings.base import check_audio
+from musicdiff.weights.verify import ResolvedWeights, hf_hub_cache, resolve
 
 SAMPLE_RATE = 48000  # Hz
 DIM = 512
@@ -125,7 +126,7 @@ class ClapEmbedding:
     device:
         torch device for the network.
     weights:
-        What :func:`musicdiff.weights.registry.resolve` returns for this embedding (default: resolved now).
+        What :func:`musicdiff.weights.verify.resolve` returns for this embedding (default: resolved now).
 
     Attributes
     ----------
@@ -202,9 +203,7 @@ class ClapEmbedding:
 
         Raises ``ValueError`` for audio that is not 1-D, is empty, or contains NaN/inf.
         """
-        from musicdiff.evaluation.embeddings.registry import _check_audio
-
-        audio = _check_audio(audio)
+        audio = check_audio(audio)
         with torch.no_grad():
             out = self.loader._get_embedding(audio)
         return out.detach().cpu().numpy().astype(np.float32)

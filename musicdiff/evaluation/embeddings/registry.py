@@ -22,6 +22,7 @@ import json
 import numpy as np
 
 from musicdiff.data.hashing import sha256_tree
+from musicdiff.evaluation.embeddings.base import check_audio
 
 CACHE_FORMAT = 2
 
@@ -49,22 +50,13 @@ class LogMelStats:
         """(samples,) at 16 kHz -> (windows, 128); clips shorter than one window give one window."""
         import torch
 
-        x = torch.as_tensor(_check_audio(audio))
+        x = torch.as_tensor(check_audio(audio))
         logmel = torch.log(self._mel(x) + 1e-6)  # (64, frames)
         per_s = self.sample_rate / 256
         win, hop = max(1, round(self.window_s * per_s)), max(1, round(self.hop_s * per_s))
         starts = range(0, max(1, logmel.shape[1] - win + 1), hop)
         rows = [torch.cat([logmel[:, s:s + win].mean(1), logmel[:, s:s + win].std(1)]) for s in starts]
         return torch.stack(rows).numpy().astype(np.float32)
-
-
-def _check_audio(audio: np.ndarray) -> np.ndarray:
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1 or audio.size == 0:
-        raise ValueError(f"expected mono audio (samples,), got shape {audio.shape}")
-    if not np.isfinite(audio).all():
-        raise ValueError("audio contains NaN or inf")
-    return audio
 
 
 EMBEDDINGS = ("clap-laion-audio", "clap-laion-music", "logmel-stats", "musicnn", "vggish")
@@ -95,8 +87,9 @@ def get_embedding(name: str, **options):
 
 
 def code_sha256(embedding) -> str:
-    """SHA-256 over the source files that decode audio and define ``embedding``'s class (computed once
-    per class and process)."""
+    """SHA-256 over the source files that decode audio and define ``embedding``'s class, and those of the
+    modules the class names in ``code_modules`` (the network it runs, when that lives apart); computed once
+    per class and process."""
     return _code_sha256(type(embedding))
 
 
@@ -104,7 +97,8 @@ def code_sha256(embedding) -> str:
 def _code_sha256(cls) -> str:
     from musicdiff.data import audio
 
-    return sha256_tree([inspect.getsourcefile(audio), inspect.getsourcefile(cls)])
+    extra = [inspect.getsourcefile(module) for module in getattr(cls, "code_modules", ())]
+    return sha256_tree([inspect.getsourcefile(audio), inspect.getsourcefile(cls), *extra])
 
 
 def cache_key(audio_sha256: str, embedding, protocol: dict | None = None, clip: int = 0) -> str:

@@ -7,7 +7,7 @@ TensorFlow AudioSet VGGish; Apache-2.0). fadtk's :class:`fadtk.model_loader.VGGi
 ``torch.hub.load('harritaylor/torchvggish', 'vggish')``, which asks GitHub for the repository and
 downloads both checkpoints. :class:`LocalHubVGGish` overrides only ``load_model``: it loads the hub
 code from a local folder (``torch.hub.load(folder, 'vggish', source='local', pretrained=False,
-postprocess=False)``, no network) and the checkpoint from the file :func:`musicdiff.weights.registry.resolve`
+postprocess=False)``, no network) and the checkpoint from the file :func:`musicdiff.weights.verify.resolve`
 found and checked; then it applies fadtk's defaults unchanged (``use_pca=False``: no PCA/whitening and
 no 8-bit quantisation; ``use_activation=False``: the final ReLU is removed, so the output is the
 pre-activation of the last 4096->128 linear layer). Embedding goes through fadtk's ``_get_embedding``
@@ -40,7 +40,8 @@ import torch
 from fadtk.model_loader import VGGishModel
 from torch import nn
 
-from musicdiff.weights.registry import ResolvedWeights, resolve
+from musicdiff.evaluation.embeddings.base import check_audio
+from musicdiff.weights.verify import ResolvedWeights, resolve
 
 SAMPLE_RATE = 16000  # Hz
 DIM = 128
@@ -109,7 +110,7 @@ class VggishEmbedding:
     device:
         torch device for the network.
     weights:
-        What :func:`musicdiff.weights.registry.resolve` returns for ``"vggish"`` (default: resolved now): the
+        What :func:`musicdiff.weights.verify.resolve` returns for ``"vggish"`` (default: resolved now): the
         checkpoint (entry ``vggish``) and the hub code folder (entry ``vggish-hub``).
 
     Attributes
@@ -168,9 +169,7 @@ class VggishEmbedding:
         zero-padded to 1 s first and gives one row. Raises ``ValueError`` for audio that is not 1-D,
         is empty, or contains NaN/inf.
         """
-        from musicdiff.evaluation.embeddings.registry import _check_audio
-
-        audio = self.loader.enforce_min_len(_check_audio(audio))
+        audio = self.loader.enforce_min_len(check_audio(audio))
         with torch.no_grad():
             out = self.loader._get_embedding(audio)
         return out.detach().cpu().numpy().astype(np.float32).reshape(-1, DIM)

@@ -33,12 +33,8 @@ from diffusers import UNet2DConditionModel
 
 from musicdiff.generation.models.unet2d import unet_kwargs
 from musicdiff.generation.training import TextConditioning
-from musicdiff.weights.registry import (
-    MissingWeightsError,
-    WeightsMismatchError,
-    file_sha256,
-    hf_snapshot,
-)
+from musicdiff.weights.registry import MissingWeightsError, WeightsMismatchError
+from musicdiff.weights.verify import file_sha256, hf_snapshot
 
 ENCODERS = ("minilm", "t5-small")
 T5_ENV = "MUSICDIFF_T5_SMALL"

@@ -1,10 +1,15 @@
-"""Where MusiCNN's weights come from: the ``MSD_musicnn`` TensorFlow-1 checkpoint inside the PyPI
-wheel ``musicnn==0.1.0``, used only as data (downloaded with ``pip download --no-deps``, pinned by
-SHA-256, extracted atomically). The network that reads it is :mod:`musicdiff.evaluation.embeddings.musicnn`.
+"""Getting the registered weights onto this machine: importing a local copy (checked, then copied
+atomically into ``$MUSICDIFF_WEIGHTS``) and fetching MusiCNN's checkpoint (the PyPI wheel
+``musicnn==0.1.0``, downloaded with ``pip download --no-deps``, pinned by SHA-256, its ``MSD_musicnn``
+folder extracted atomically), with the message that says how to provide it by hand when offline.
+
+Finding and checking copies is :mod:`musicdiff.weights.verify`; what each entry is,
+:mod:`musicdiff.weights.registry`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -14,22 +19,118 @@ import zipfile
 from pathlib import Path
 
 from musicdiff.data.hashing import sha256_file
-
-__all__ = ["MUSICNN_WHEEL", "MUSICNN_WHEEL_FILENAME", "MUSICNN_WHEEL_SHA256", "MUSICNN_DATA_SHA256",
-           "MUSICNN_MODEL", "DATA_FILE", "INDEX_FILE", "OFFLINE_ENV", "MusicnnWeightsUnavailable", "fetch_musicnn_checkpoint"]
-
-MUSICNN_WHEEL = "musicnn==0.1.0"
-MUSICNN_WHEEL_FILENAME = "musicnn-0.1.0-py3-none-any.whl"
-MUSICNN_WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
-MUSICNN_DATA_SHA256 = "8579734ee6388f799ed0def4bbd0d1fdcbeaf213ef2a9dc860917bd76a303de6"
-MUSICNN_MODEL = "MSD_musicnn"
+from musicdiff.weights.registry import (
+    DATA_FILE,
+    IMPORT_COMMAND,
+    INDEX_FILE,
+    MUSICNN_DATA_SHA256,
+    MUSICNN_MODEL,
+    MUSICNN_WHEEL,
+    MUSICNN_WHEEL_FILENAME,
+    MUSICNN_WHEEL_SHA256,
+    REGISTRY,
+    WEIGHTS_ENV,
+    UnknownWeightsError,
+    WeightEntry,
+    WeightsMismatchError,
+    entry_named,
+)
+from musicdiff.weights.verify import Found, check_file, check_hub_repo, file_sha256, remember, stat_key, weights_dir
 
 OFFLINE_ENV = "MUSICDIFF_OFFLINE"  # set (not "0"): never download weights at run time
-DATA_FILE = ".data-00000-of-00001"
-INDEX_FILE = ".index"
 _BUNDLE_FILES = (DATA_FILE, INDEX_FILE)
 
 
+# ============================================================================ import a local copy
+def _entry_for(path: Path, name: str | None) -> WeightEntry:
+    if name is not None:
+        entry = entry_named(name)
+        if entry.kind == "hf-repo":
+            raise UnknownWeightsError(f"{name!r} is a Hugging Face repository read from the HF cache; "
+                                      f"{IMPORT_COMMAND} takes weight files and the torch-hub code folder")
+        if (entry.kind == "hub-repo") != path.is_dir():
+            raise UnknownWeightsError(f"{name!r} is a {'folder' if entry.kind == 'hub-repo' else 'file'}; got {path}")
+        return entry
+    if path.is_dir():
+        return next(e for e in REGISTRY.values() if e.kind == "hub-repo")
+    by_name = [e for e in REGISTRY.values() if e.kind == "file" and e.filename == path.name]
+    if by_name:
+        return by_name[0]
+    digest = file_sha256(path)
+    by_hash = [e for e in REGISTRY.values() if e.kind == "file" and e.sha256 == digest]
+    if by_hash:
+        return by_hash[0]
+    known = sorted(e.filename for e in REGISTRY.values() if e.kind == "file")
+    raise UnknownWeightsError(f"{path} matches no registry entry by name or SHA-256 ({digest}); known files: "
+                              f"{known}; name the entry with --name if the file was renamed")
+
+
+def _copy_file_atomically(src: Path, dest: Path, expected_sha256: str) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    try:
+        digest = hashlib.sha256()
+        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+            while chunk := fin.read(1 << 20):
+                digest.update(chunk)
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        if digest.hexdigest() != expected_sha256:
+            raise WeightsMismatchError(f"{src} changed while being copied (SHA-256 {expected_sha256} before, "
+                                       f"{digest.hexdigest()} during the copy); nothing was installed")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+        remember(dest.resolve(), stat_key(dest.stat()), expected_sha256)  # its bytes were just hashed
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _copy_tree_atomically(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    old = None
+    try:
+        shutil.copytree(src, tmp / "tree", ignore=shutil.ignore_patterns(".git", "__pycache__"))
+        if dest.exists():
+            old = dest.parent / f"{tmp.name}.old"
+            os.replace(dest, old)
+        os.replace(tmp / "tree", dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def import_weights(path: str | os.PathLike, name: str | None = None) -> Found:
+    """Check a local copy and install it into ``$MUSICDIFF_WEIGHTS/<subdir>/`` atomically.
+
+    The entry is ``name`` or, when None, the one whose file name is ``path``'s name (a folder is the
+    torch-hub code of VGGish), else the one whose SHA-256 equals the file's. The file is checked as
+    :func:`check_file` does, copied to a temporary file in the destination folder while hashed again,
+    and renamed into place. Returns the installed copy as :class:`Found`.
+
+    Raises ``FileNotFoundError``, :class:`UnknownWeightsError` (no entry matches) and
+    :class:`WeightsMismatchError` (the file fails its entry's check).
+    """
+    src = Path(path).expanduser()
+    if not src.exists():
+        raise FileNotFoundError(f"no such file: {src}")
+    entry = _entry_for(src, name)
+    dest = weights_dir() / entry.subdir / entry.filename
+    if entry.kind == "hub-repo":
+        check_hub_repo(entry, src)
+        if src.resolve() != dest.resolve():
+            _copy_tree_atomically(src, dest)
+        return check_hub_repo(entry, dest, f"${WEIGHTS_ENV}")
+    checked = check_file(entry, src)
+    if src.resolve() != dest.resolve():
+        _copy_file_atomically(src, dest, checked.sha256)
+    return check_file(entry, dest, f"${WEIGHTS_ENV}")
+
+
+# ============================================================================ MusiCNN's wheel
 class MusicnnWeightsUnavailable(RuntimeError):
     """The MSD_musicnn checkpoint is neither present locally nor downloadable."""
 
