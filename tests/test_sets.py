@@ -243,6 +243,7 @@ def test_unreachable_hosts_fail_fast_without_the_hub_clients_retries(tmp_path, m
     from huggingface_hub import constants
 
     from musicdiff.data import online as O
+    from musicdiff.data import online_loaders as L
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -255,17 +256,17 @@ def test_unreachable_hosts_fail_fast_without_the_hub_clients_retries(tmp_path, m
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
     t0 = time.perf_counter()
     with pytest.raises(O.OnlineSourceError, match=r"(?s)Song Describer.*zenodo\.org/records/10072001.*folder"):
-        O.fetch_online({"online": "song-describer", "timeout_s": 3}, tmp_path / "w1")
+        L.fetch_online({"online": "song-describer", "timeout_s": 3}, tmp_path / "w1")
     with pytest.raises(O.OnlineSourceError, match=r"(?s)tiny-audio-diffusion-drums.*unreachable.*folder"):
-        O.fetch_online({"online": "tiny-audio-diffusion-drums", "timeout_s": 3}, tmp_path / "w2", tmp_path / "cache")
+        L.fetch_online({"online": "tiny-audio-diffusion-drums", "timeout_s": 3}, tmp_path / "w2", tmp_path / "cache")
     with pytest.raises(O.OnlineSourceError, match=r"(?s)MusicCaps.*YouTube.*<ytid>"):
-        O.fetch_online({"online": "musiccaps"}, tmp_path / "w3")
+        L.fetch_online({"online": "musiccaps"}, tmp_path / "w3")
     assert time.perf_counter() - t0 < 5.0
     assert len(calls) == 2 and all(t == 3 for _, t in calls)
     with pytest.raises(ValueError, match="known"):
-        O.fetch_online({"online": "fma-full"}, tmp_path / "w4")
+        L.fetch_online({"online": "fma-full"}, tmp_path / "w4")
     with pytest.raises(ValueError, match="unknown keys"):
-        O.fetch_online({"online": "musiccaps", "folder": str(tmp_path), "clip": True}, tmp_path / "w5")
+        L.fetch_online({"online": "musiccaps", "folder": str(tmp_path), "clip": True}, tmp_path / "w5")
 
 
 def _fake_ytid(i: int) -> str:

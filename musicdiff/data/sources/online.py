@@ -16,7 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from musicdiff.data.online import fetch_online, normalise_online_spec
+from musicdiff.data.online import normalise_online_spec
+from musicdiff.data.online_loaders import fetch_online
 from musicdiff.data.sources.files import Item, write_source_record
 from musicdiff.data.sources.registry import BuildContext, SourceKind, register
 
