@@ -238,10 +238,18 @@ def _log_to_mlflow(result: dict) -> str:
 
 def run(args) -> int:
     """``musicdiff fad``: returns the exit code (0; errors are raised for ``musicdiff.cli.main`` to report).
-    ``--offline`` sets ``MUSICDIFF_OFFLINE=1`` for this process (weights are then never downloaded)."""
-    if getattr(args, "offline", False):
+    ``--offline`` sets ``MUSICDIFF_OFFLINE=1`` while it scores (weights are then never downloaded) and
+    restores the environment afterwards."""
+    offline, before = getattr(args, "offline", False), os.environ.get("MUSICDIFF_OFFLINE")
+    if offline:
         os.environ["MUSICDIFF_OFFLINE"] = "1"
-    result = score_folders(args)
+    try:
+        result = score_folders(args)
+    finally:
+        if offline and before is None:
+            os.environ.pop("MUSICDIFF_OFFLINE", None)
+        elif offline:
+            os.environ["MUSICDIFF_OFFLINE"] = before
     text = render(result, args.format)
     if args.out:
         _write_atomically(Path(args.out), text)
