@@ -77,7 +77,7 @@ def main() -> None:
         metrics = {}
         from musicdiff.evaluation.engine import embed_files
 
-        from pipelines.evaluation import build_embedding  # the same builder as the scoring stages
+        from pipelines.embedding import build_embedding  # the same builder as the scoring stages
 
         musicnn = build_embedding(params, "musicnn")
         embedded = embed_files(musicnn, clips, None, "fadtk clips", cache_dir=ROOT / "data" / "cache" / "embeddings",

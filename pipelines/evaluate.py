@@ -16,7 +16,7 @@ import json
 
 from musicdiff.tracking import stage_run
 
-from pipelines import evaluation as ev
+from pipelines import embedding as em
 from pipelines.common import ROOT, load_params, parser, record_path, run_stage, sample_spec, upstream_run_tags
 
 
@@ -35,7 +35,7 @@ def main() -> None:
             "family": spec["family"], "headline": str(bool(spec.get("headline"))).lower(),
             **upstream_run_tags(sample=args.set, train=spec["variant"])}
     with stage_run("evaluate", args.set, record_path("evaluate", args.set), tags=tags, data_paths=[folder]) as run:
-        ev.evaluate_folder(params, run, folder, args.set)
+        em.evaluate_folder(params, run, folder, args.set)
 
 
 def evaluate_system(params: dict, name: str) -> None:
@@ -49,7 +49,7 @@ def evaluate_system(params: dict, name: str) -> None:
     if made.is_file():  # where the audio came from (folder, generator, model), as the system stage recorded it
         tags.update({k: v for k, v in json.loads(made.read_text())["tags"].items() if k.startswith("provenance.")})
     with stage_run("evaluate", name, record_path("evaluate", name), tags=tags, data_paths=[folder]) as run:
-        ev.evaluate_folder(params, run, folder, name)
+        em.evaluate_folder(params, run, folder, name)
 
 
 if __name__ == "__main__":

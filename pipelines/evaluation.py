@@ -1,5 +1,7 @@
-"""What every scoring stage shares: the protocol and settings from params.yaml, the embeddings, where
-embedding sets live, and one call that embeds a folder and scores it against every reference set.
+"""What every scoring stage shares: the protocol and settings from params.yaml, the embeddings' names,
+where embedding sets live, the reference sets and one call that scores a set against each of them.
+Stages that also embed audio use ``pipelines/embedding.py``; a stage that only reads embedding sets
+(compare, filter, outliers, sample_size) imports no network.
 
 The numbers come from ``musicdiff.evaluation`` (protocol, embedding sets, the one scoring path); this
 module only knows the pipeline's file layout and params:
@@ -14,9 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.common import ROOT
-
-CACHE = ROOT / "data" / "cache" / "embeddings"
-
 
 def protocol(params: dict):
     """The evaluation protocol of params.yaml's ``evaluation`` section."""
@@ -37,19 +36,6 @@ def embeddings(params: dict) -> list[str]:
     return list(params["embed"]["embeddings"])
 
 
-def build_embedding(params: dict, name: str):
-    """The embedding ``name`` with its ``embed.options``; MusiCNN's checkpoint from ``data/weights/musicnn``
-    (stage ``weights``). Raises the loader's error naming missing weights."""
-    from musicdiff.evaluation.embeddings.registry import get_embedding
-
-    options = dict((params["embed"].get("options") or {}).get(name) or {})
-    if name == "musicnn":
-        from musicdiff.evaluation.embeddings.musicnn import fetch_musicnn_checkpoint
-
-        options["checkpoint"] = fetch_musicnn_checkpoint(ROOT / "data" / "weights" / "musicnn")
-    return get_embedding(name, **options)
-
-
 def reference_path(reference: str, embedding: str) -> Path:
     return ROOT / "data" / "embeddings" / "reference" / reference / f"{embedding}.npz"
 
@@ -63,44 +49,6 @@ def eval_path(name: str, embedding: str, floor: bool = False) -> Path:
 def set_path(params: dict, name: str, embedding: str) -> Path:
     """``eval_path`` of evaluation set ``name``, a generated set or a floor."""
     return eval_path(name, embedding, floor=name in floor_names(params))
-
-
-def audio_files(folder: Path) -> list[Path]:
-    """The WAV files under ``folder`` (clips the pipeline wrote), sorted. Raises ``FileNotFoundError`` naming
-    an empty or missing folder."""
-    files = sorted(Path(folder).rglob("*.wav"))
-    if not files:
-        raise FileNotFoundError(f"no WAV files under {folder}")
-    return files
-
-
-def input_policy(params: dict):
-    """The bad-input policy of params.yaml's ``inputs`` section (``musicdiff.data.screening``)."""
-    from musicdiff.data.screening import InputPolicy
-
-    return InputPolicy.from_params(params.get("inputs"))
-
-
-def screen_folder(params: dict, folder: Path, name: str, evaluated: bool = True):
-    """Every audio file under ``folder`` listed and screened by the bad-input policy under the params'
-    protocol (``musicdiff.evaluation.engine.ScreenedFiles``). Raises ``FileNotFoundError`` naming a missing
-    folder or one without audio files (``musicdiff.evaluation.folders.screen_folder``, the entry ``musicdiff fad``
-    uses too)."""
-    from musicdiff.evaluation.folders import screen_folder as screen
-
-    return screen(folder, protocol(params), name, input_policy(params), evaluated=evaluated)
-
-
-def embed_folder(params: dict, embedding, folder: Path, name: str, max_clips: int | None = None, seed: int = 0,
-                 screened=None, evaluated: bool = True):
-    """The evaluation clips of every audio file under ``folder`` embedded with ``embedding`` (an embedding
-    object), under the params' protocol and bad-input policy, through the shared cache. ``evaluated``
-    (default) screens it as an evaluated set (generated or degraded clips); reference sets pass False."""
-    from musicdiff.evaluation.engine import embed_files
-
-    screened = screened or screen_folder(params, folder, name, evaluated)
-    return embed_files(embedding, screened.paths, protocol(params), name, cache_dir=CACHE, root=ROOT,
-                       max_clips=max_clips, seed=seed, policy=input_policy(params), screened=screened)
 
 
 def references(params: dict, embedding: str, names: list[str] | None = None, shipped: bool = True) -> dict:
@@ -143,31 +91,6 @@ def score_all(evaluation, refs: dict, score_settings, fad_inf: bool = True, kad:
     from musicdiff.evaluation.scoring import score_against
 
     return score_against(evaluation, refs, score_settings, fad_inf_=fad_inf, kad=kad)
-
-
-def evaluate_folder(params: dict, run, folder: Path, name: str, max_clips: int | None = None) -> dict:
-    """Screen every audio file of ``folder`` (the bad-input policy; skips logged to ``run``), embed it with each embedding, save each set to ``set_path(params, name, ...)``
-    and score it against every reference set; logs metrics and flag tags to ``run``. Returns
-    ``{embedding: EmbeddedSet}``."""
-    score_settings = settings(params)
-    screened = screen_folder(params, folder, name)
-    run.log_inputs(screened.log)
-    screened.log.check(input_policy(params).max_skip_fraction)
-    out = {}
-    for embedding_name in embeddings(params):
-        embedding = build_embedding(params, embedding_name)
-        evaluation = embed_folder(params, embedding, folder, name, max_clips=max_clips,
-                                  seed=params["evaluation"].get("seed", 0), screened=screened)
-        evaluation.save(set_path(params, name, embedding_name))
-        metrics, tags = score_all(evaluation, references(params, embedding_name), score_settings)
-        run.log_metrics(metrics)
-        if tags:
-            run.set_tags(tags)
-        out[embedding_name] = evaluation
-    run.log_params({"evaluation": params["evaluation"], "embeddings": embeddings(params),
-                    "reference_sets": list(params["reference_sets"])})
-    run.set_tags({"scored": "true"})  # one row per evaluated system in the MLflow UI's score view
-    return out
 
 
 def floor_names(params: dict) -> list[str]:

@@ -16,6 +16,7 @@ from musicdiff.data.audio import write_float_wav
 from musicdiff.evaluation.floors import real_clips, round_trip, window_samples
 from musicdiff.tracking import stage_run
 
+from pipelines import embedding as em
 from pipelines import evaluation as ev
 from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, run_stage
 
@@ -41,7 +42,7 @@ def run_floor(params: dict, name: str, spec: dict) -> None:
                    data_paths=[source] + ([decoder] if decoder else [])) as run:
         run.log_params({"floor": spec, "sample_rate": rate})
         samples = window_samples(decoder, ev.protocol(params))
-        audio, names = real_clips(ev.audio_files(source), samples, rate, spec.get("max_clips"),
+        audio, names = real_clips(em.audio_files(source), samples, rate, spec.get("max_clips"),
                                   params["evaluation"].get("seed", 0))
         decoded = round_trip(audio, decoder, decode=params.get("decode"))
         with atomic_dir(out_dir) as tmp:
@@ -50,7 +51,7 @@ def run_floor(params: dict, name: str, spec: dict) -> None:
         n = min(decoded.shape[1], audio.shape[1])
         run.log_metrics({"clips": len(decoded), "clip_samples": decoded.shape[1],
                          "mean_abs_change": float(abs(decoded[:, :n] - audio[:, :n]).mean())})
-        ev.evaluate_folder(params, run, out_dir, name)
+        em.evaluate_folder(params, run, out_dir, name)
 
 
 if __name__ == "__main__":

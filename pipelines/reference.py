@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from musicdiff.tracking import stage_run
 
+from pipelines import embedding as em
 from pipelines import evaluation as ev
 from pipelines.common import ROOT, load_params, parser, record_path, run_stage
 
@@ -21,14 +22,14 @@ def main() -> None:
     parser(__doc__).parse_args()
     params = load_params()
     section = params["evaluation"]
-    embeddings = {name: ev.build_embedding(params, name) for name in ev.embeddings(params)}
+    embeddings = {name: em.build_embedding(params, name) for name in ev.embeddings(params)}
     for name, relative in params["reference_sets"].items():
         folder = ROOT / relative
         with stage_run("reference", name, record_path("reference", name),
                        tags={"reference_set": name, "folder": relative}, data_paths=[folder]) as run:
             run.log_params({"evaluation": section, "embeddings": list(embeddings)})
             for embedding_name, embedding in embeddings.items():
-                embedded = ev.embed_folder(params, embedding, folder, name, max_clips=section.get("max_reference_clips"),
+                embedded = em.embed_folder(params, embedding, folder, name, max_clips=section.get("max_reference_clips"),
                                            seed=section.get("reference_seed", 0), evaluated=False)
                 embedded.save(ev.reference_path(name, embedding_name))
                 run.log_metrics({f"{embedding_name}/clips": len(embedded.clips),

@@ -18,6 +18,7 @@ from musicdiff.evaluation.degradations import degrade, rank_correlation, strengt
 from musicdiff.evaluation.floors import real_clips
 from musicdiff.tracking import stage_run
 
+from pipelines import embedding as em
 from pipelines import evaluation as ev
 from pipelines.common import ROOT, atomic_dir, load_params, parser, record_path, run_stage
 
@@ -38,7 +39,7 @@ def main() -> None:
                    tags={"source": settings["source"], "reference_sets": ",".join(settings["reference_sets"])},
                    data_paths=[source]) as run:
         run.log_params({"sensitivity": settings, "evaluation": params["evaluation"], "embeddings": ev.embeddings(params)})
-        audio, names = real_clips(ev.audio_files(source), ev.protocol(params).clip_samples, rate,
+        audio, names = real_clips(em.audio_files(source), ev.protocol(params).clip_samples, rate,
                                   settings["n_clips"], settings.get("seed", 0))
         folders = {"clean": audio}
         for kind, levels in kinds.items():
@@ -53,9 +54,9 @@ def main() -> None:
                     write_float_wav(tmp / folder / f"{name.replace('#', '_')}.wav", clip, rate)
         metrics = {}
         for embedding_name in ev.embeddings(params):
-            embedding = ev.build_embedding(params, embedding_name)
+            embedding = em.build_embedding(params, embedding_name)
             refs = ev.references(params, embedding_name, settings["reference_sets"], shipped=False)
-            scored = {folder: ev.score_all(ev.embed_folder(params, embedding, out_dir / folder, f"sensitivity/{folder}"),
+            scored = {folder: ev.score_all(em.embed_folder(params, embedding, out_dir / folder, f"sensitivity/{folder}"),
                                            refs, ev.settings(params), fad_inf=False)[0] for folder in folders}
             for ref in refs:
                 base = f"{embedding_name}/{ref}"

@@ -18,6 +18,7 @@ import torch
 from musicdiff.tracking import stage_run
 from musicdiff.generation.trained import TrainedVariant
 
+from pipelines import embedding as em
 from pipelines import evaluation as ev
 from pipelines.common import (ROOT, atomic_dir, load_params, parser, record_path, run_stage, upstream_run_tags, variant_settings)
 from pipelines.sample import write_clips
@@ -50,10 +51,10 @@ def main() -> None:
                                                      params["sample"]["batch_size"], device)
                 write_clips(tmp / f"step_{step}", f"{args.variant}-step_{step}", audio,
                             trained.representation.sample_rate)
-        embedding = ev.build_embedding(params, embedding_name)
+        embedding = em.build_embedding(params, embedding_name)
         refs = ev.references(params, embedding_name, settings["reference_sets"], shipped=False)
         for step in reached:
-            evaluation = ev.embed_folder(params, embedding, out_dir / f"step_{step}", f"{args.variant}@{step}")
+            evaluation = em.embed_folder(params, embedding, out_dir / f"step_{step}", f"{args.variant}@{step}")
             metrics, tags = ev.score_all(evaluation, refs, ev.settings(params), fad_inf=False)
             run.log_metrics({f"step_{step}/{k}": v for k, v in metrics.items()})
             run.log_metrics({k: v for k, v in metrics.items() if k.endswith("/fad") or k.endswith("/kad")}, step=step)

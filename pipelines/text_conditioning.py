@@ -19,6 +19,7 @@ import torch
 from musicdiff.tracking import stage_run
 from musicdiff.generation.trained import TrainedVariant
 
+from pipelines import embedding as em
 from pipelines import evaluation as ev
 from pipelines.common import (ROOT, atomic_dir, load_params, parser, record_path, run_stage, upstream_run_tags, variant_settings)
 from pipelines.sample import write_clips
@@ -62,11 +63,11 @@ def main() -> None:
                                                  captions=[""] * n, guidance_scale=1.0)
             write_clips(tmp / "unconditional", f"{args.variant}-unconditional", audio,
                         trained.representation.sample_rate)
-        embedding = ev.build_embedding(params, settings["embedding"])
+        embedding = em.build_embedding(params, settings["embedding"])
         refs = ev.references(params, settings["embedding"], sorted(set(label_refs.values())), shipped=False)
         metrics = {}
         for group in [*sorted(labels), "unconditional"]:
-            evaluation = ev.embed_folder(params, embedding, out_dir / group, f"{args.variant}@{group}")
+            evaluation = em.embed_folder(params, embedding, out_dir / group, f"{args.variant}@{group}")
             scores, flags = ev.score_all(evaluation, refs, ev.settings(params), fad_inf=False)
             metrics.update({f"{group}/{k}": v for k, v in scores.items()})
             if flags:

@@ -33,6 +33,7 @@ from musicdiff.features.mel import MelTransform
 from musicdiff.tracking import stage_run
 from musicdiff.generation.trained import TrainedVariant
 
+from pipelines import embedding as em
 from pipelines import evaluation as ev
 from pipelines.common import (ROOT, atomic_dir, load_params, parser, record_path, run_stage, upstream_run_tags, variant_settings)
 
@@ -74,14 +75,14 @@ def main() -> None:
                         for folder, clip in (("T_0", audio[: len(varied)]), ("decoded", creative.round_trip(trained, audio))):
                             (tmp / folder).mkdir(exist_ok=True)
                             write_float_wav(tmp / folder / f"{path.stem}.wav", clip.numpy(), rate)
-        embedding = ev.build_embedding(params, settings["embedding"])
+        embedding = em.build_embedding(params, settings["embedding"])
         refs = ev.references(params, settings["embedding"], settings["reference_sets"], shipped=False)
-        source_set = ev.embed_folder(params, embedding, out_dir / "T_0", f"{args.variant}@T_0")
+        source_set = em.embed_folder(params, embedding, out_dir / "T_0", f"{args.variant}@T_0")
         source_means = _file_means(source_set)
         metrics = {}
         for t in [0, "decoded", *timesteps]:
             folder = t if t == "decoded" else f"T_{t}"
-            evaluation = source_set if t == 0 else ev.embed_folder(params, embedding, out_dir / folder,
+            evaluation = source_set if t == 0 else em.embed_folder(params, embedding, out_dir / folder,
                                                                    f"{args.variant}@{folder}")
             means = _file_means(evaluation)
             values = {"embedding_distance": float(np.mean([np.linalg.norm(means[f] - source_means[f]) for f in means])),
