@@ -46,11 +46,17 @@ def _touched_by(root: Path, relative: str) -> set[str]:
     return touched
 
 
-def _edit(root: Path, relative: str):
+def _touched_by_an_edit(root: Path, relative: str) -> set[str]:
+    """Stage instances ``dvc status`` reports changed once ``relative`` is edited (the file is restored
+    after); first asserts that the committed lock matches the file as it is."""
+    assert not _touched_by(root, relative), f"dvc.lock does not match {relative}: re-run the pipeline"
     path = root / relative
     original = path.read_text()
     path.write_text(original + "\n# an edit\n")
-    return lambda: path.write_text(original)
+    try:
+        return _touched_by(root, relative)
+    finally:
+        path.write_text(original)
 
 
 def _variants_of(root: Path, family: str) -> set[str]:
@@ -61,12 +67,7 @@ def _variants_of(root: Path, family: str) -> set[str]:
 @pytest.mark.parametrize("relative", ["musicdiff/evaluation/embeddings/musicnn.py",
                                       "musicdiff/evaluation/metrics/fad.py"])
 def test_an_evaluation_only_edit_leaves_training_and_sampling_up_to_date(scratch, relative):
-    assert not _touched_by(scratch, relative), f"dvc.lock does not match {relative}: re-run the pipeline"
-    restore = _edit(scratch, relative)
-    try:
-        touched = _touched_by(scratch, relative)
-    finally:
-        restore()
+    touched = _touched_by_an_edit(scratch, relative)
     assert touched, f"no stage depends on {relative}: the check would pass vacuously"
     assert not {s for s in touched if s.startswith(("train@", "sample@", "vae@", "features@"))}, sorted(touched)
 
@@ -74,12 +75,7 @@ def test_an_evaluation_only_edit_leaves_training_and_sampling_up_to_date(scratch
 @pytest.mark.parametrize("family", ["dit", "waveform", "mel_text"])
 def test_a_model_edit_touches_only_its_familys_training(scratch, family):
     relative = f"musicdiff/generation/models/{family}.py"
-    assert not _touched_by(scratch, relative), f"dvc.lock does not match {relative}: re-run the pipeline"
-    restore = _edit(scratch, relative)
-    try:
-        touched = _touched_by(scratch, relative)
-    finally:
-        restore()
+    touched = _touched_by_an_edit(scratch, relative)
     own = {f"train@{v}" for v in _variants_of(scratch, family)}
     assert own and own <= touched, (own, sorted(touched))
     others = {s for s in touched if s.startswith(("train@", "sample@")) and s not in own}
