@@ -177,9 +177,8 @@ def private_uses(name: str) -> list[str]:
 
 
 def long_functions(name: str) -> list[str]:
-    """``module:qualified name (lines)`` of each function over :data:`MAX_FUNCTION_LINES` lines: from its
-    ``def`` to its last line, less its docstring (the documented arguments, errors and sources of a
-    function are not its length; its signature and body are)."""
+    """``module:qualified name (lines)`` of each function over :data:`MAX_FUNCTION_LINES` lines (from
+    its ``def`` to its last line, docstring included)."""
     found = []
 
     def walk(node: ast.AST, prefix: str) -> None:
@@ -187,10 +186,6 @@ def long_functions(name: str) -> list[str]:
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 qualified = f"{prefix}{child.name}"
                 length = child.end_lineno - child.lineno + 1
-                doc = child.body[0] if child.body else None
-                if isinstance(doc, ast.Expr) and isinstance(getattr(doc, "value", None), ast.Constant) and \
-                        isinstance(doc.value.value, str):
-                    length -= doc.end_lineno - doc.lineno + 1
                 if length > MAX_FUNCTION_LINES:
                     found.append(f"{name}:{qualified} ({length} lines)")
                 walk(child, f"{qualified}.")

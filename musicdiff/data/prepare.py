@@ -55,6 +55,30 @@ Everything depends only on the input files and the arguments (seeded NumPy
 generators, sorted iteration, WAV files without time stamps), so two runs with
 the same library versions on the same kind of CPU give byte-identical outputs
 (float resampling may differ in the last bit on other hardware).
+
+Arguments of prepare_set:
+
+    manifest: the download manifest (columns ``path``, ``sha256``, ``package``, ``path_in_package``,
+        ``source_sha256``; see :data:`musicdiff.data.sources.MANIFEST_COLUMNS`).
+    raw_dir: the folder the manifest's ``path`` column is relative to; the entries its summary lists
+        as skipped at download (:func:`download_skips`) count as lost entries of the source.
+    out_dir: output folder; replaced atomically (built in a temporary folder beside it, then renamed).
+    sample_rate, segment_s, hop_s: output rate (Hz), clip length and distance between clip starts
+        (seconds; ``hop_s`` defaults to ``segment_s``: no overlap).
+    min_duration_s: tracks shorter than this (seconds) are ``"too_short"`` (default ``segment_s``, or 0
+        with ``pad_short``).
+    pad_short, pad_mode: pad tracks shorter than one segment (``"repeat"`` or ``"zero"``) instead of
+        skipping them.
+    silence_dbfs: silence threshold for tracks and segments (RMS, dBFS); overrides ``policy.silence_dbfs``.
+    max_segments_per_track, per_track_selection: cap on clips per track (None: none), ``"random"`` or
+        ``"first"``.
+    max_clips: cap on clips per split (None: no cap).
+    heldout_fraction, floor_fraction: fractions of tracks put in ``"heldout"`` and of those in
+        ``"floor"`` (each in [0, 1)).
+    seed: seed of every random choice.
+    policy: the bad-input policy (default :class:`~musicdiff.data.screening.InputPolicy`); at most its
+        ``max_skip_fraction`` of the source's entries may be lost (download and prepare together).
+    progress: show a tqdm progress bar.
 """
 
 from __future__ import annotations
@@ -279,33 +303,9 @@ def prepare_set(
     placed and capped per split (:func:`~musicdiff.data.splits.place_clips`), the tables written
     (:func:`~musicdiff.data.splits.write_tables`).
 
-    Args:
-        manifest: the download manifest (columns ``path``, ``sha256``, ``package``, ``path_in_package``,
-            ``source_sha256``; see :data:`musicdiff.data.sources.MANIFEST_COLUMNS`).
-        raw_dir: the folder the manifest's ``path`` column is relative to; the entries its summary lists
-            as skipped at download (:func:`download_skips`) count as lost entries of the source.
-        out_dir: output folder; replaced atomically (built in a temporary folder beside it, then renamed).
-        sample_rate, segment_s, hop_s: output rate (Hz), clip length and distance between clip starts
-            (seconds; ``hop_s`` defaults to ``segment_s``: no overlap).
-        min_duration_s: tracks shorter than this (seconds) are ``"too_short"`` (default ``segment_s``, or 0
-            with ``pad_short``).
-        pad_short, pad_mode: pad tracks shorter than one segment (``"repeat"`` or ``"zero"``) instead of
-            skipping them.
-        silence_dbfs: silence threshold for tracks and segments (RMS, dBFS); overrides ``policy.silence_dbfs``.
-        max_segments_per_track, per_track_selection: cap on clips per track (None: none), ``"random"`` or
-            ``"first"``.
-        max_clips: cap on clips per split (None: no cap).
-        heldout_fraction, floor_fraction: fractions of tracks put in ``"heldout"`` and of those in
-            ``"floor"`` (each in [0, 1)).
-        seed: seed of every random choice.
-        policy: the bad-input policy (default :class:`~musicdiff.data.screening.InputPolicy`); at most its
-            ``max_skip_fraction`` of the source's entries may be lost (download and prepare together).
-        progress: show a tqdm progress bar.
+    The arguments are described in the module docstring ("Arguments of prepare_set").
 
-    Returns:
-        :class:`PrepareResult`.
-
-    Raises:
+    Returns :class:`PrepareResult`. Raises:
         ValueError: bad arguments, a manifest without the needed columns, or a raw file whose SHA-256
             differs from the manifest.
         FileNotFoundError: a manifest entry missing from ``raw_dir``.
@@ -319,11 +319,8 @@ def prepare_set(
     hop_s = segment_s if hop_s is None else hop_s
     _check_arguments(manifest, segment_s, hop_s, heldout_fraction, floor_fraction, max_segments_per_track,
                      max_clips, per_track_selection, pad_mode)
-    if min_duration_s is None:
-        min_duration_s = 0.0 if pad_short else segment_s
-    policy = policy or InputPolicy()
-    if policy.silence_dbfs != silence_dbfs:
-        policy = replace(policy, silence_dbfs=silence_dbfs)
+    min_duration_s = (0.0 if pad_short else segment_s) if min_duration_s is None else min_duration_s
+    policy = replace(policy or InputPolicy(), silence_dbfs=silence_dbfs)  # the argument overrides the policy's
     cut = Cutting(sample_rate, int(round(segment_s * sample_rate)), int(round(hop_s * sample_rate)), silence_dbfs,
                   pad_short, pad_mode, max_segments_per_track, per_track_selection, seed)
     if cut.seg_n < 1 or cut.hop_n < 1:
