@@ -97,7 +97,7 @@ def family_dependencies() -> tuple[dict[str, str], list[str]]:
 
 
 # The stages. `loop` is the foreach/matrix expression; `script` the module the command runs; `deps` the
-# data the stage reads; `outs` what it writes (cache: false for small files git keeps).
+# data the stage reads; `outs` what it writes; `record` its JSON record (git keeps it).
 STAGES: dict[str, dict] = {
     "download": dict(
         loop={"matrix": {"dataset": "${datasets}"}}, script="pipelines.download",
@@ -144,14 +144,14 @@ STAGES: dict[str, dict] = {
         script="pipelines.speed", cmd="python -m pipelines.speed", families="all",
         deps=["data/models", "pipelines/profiles/paper.yaml"],
         params=["variants", "speed", "samplers", "decode", "audio", "mel", "schedule"],
-        outs=[{"metrics/speed": {"cache": False}}]),
+        record="metrics/speed"),
     "weights": dict(
         script="pipelines.weights", cmd="python -m pipelines.weights",
         params=["embed.embeddings"], outs=["data/weights"], record="metrics/weights/all.json"),
     "reference": dict(  # one process embeds every reference set (the networks load once; a record each)
         script="pipelines.reference", cmd="python -m pipelines.reference",
         deps=["data/prepared", "data/weights"], params=["reference_sets", "evaluation", "embed", "inputs"],
-        outs=["data/embeddings/reference", {"metrics/reference": {"cache": False}}]),
+        outs=["data/embeddings/reference"], record="metrics/reference"),
     "evaluate": dict(
         loop={"foreach": "${samples}"}, script="pipelines.evaluate",
         cmd="python -m pipelines.evaluate --set ${key}",
@@ -175,7 +175,7 @@ STAGES: dict[str, dict] = {
               "data/weights"],
         params=["floors", "audio.sample_rate", "decode", "evaluation", "embed", "inputs", "reference_sets",
                 "reference_stats"],
-        outs=["data/floors", "data/embeddings/floors", {"metrics/floor": {"cache": False}}]),
+        outs=["data/floors", "data/embeddings/floors"], record="metrics/floor"),
     "compare": dict(
         script="pipelines.compare", cmd="python -m pipelines.compare",
         deps=["data/embeddings/eval", "data/embeddings/floors", "data/embeddings/reference"],
@@ -230,13 +230,16 @@ STAGES: dict[str, dict] = {
         report=True),
 }
 
-# The FAD regression benchmark runs the chain of one check (and its seed variation) with these stages.
+# The FAD regression benchmark runs the chain of one check (and its seed variation) with these stages; its
+# two-minute training does not need to resume, so every stage of it can be restored from DVC's run-cache.
 REGRESS = ("download", "prepare", "features", "train", "sample", "weights", "reference", "evaluate")
 
 
-def _stage(name: str, spec: dict, prefix: str) -> dict:
+def _stage(name: str, spec: dict, prefix: str, run_cache: bool = False) -> dict:
     """One dvc.yaml stage; code paths are prefixed with ``prefix`` (the way from the dvc.yaml's folder
-    to the repository root)."""
+    to the repository root). ``run_cache=True`` declares the records as ``metrics`` and drops the
+    ``persist`` flags (an uncached ``outs`` entry or a persisted output turns DVC's run-cache off for its
+    stage); the main pipeline keeps records out of ``dvc exp show``'s columns and `train@` resumable."""
     body = {"cmd": spec["cmd"]}
     code = set(code_dependencies(spec["script"]))
     if spec.get("families"):
@@ -248,9 +251,10 @@ def _stage(name: str, spec: dict, prefix: str) -> dict:
     if spec.get("params"):
         body["params"] = list(spec["params"])
     if spec.get("outs"):
-        body["outs"] = list(spec["outs"])
-    if spec.get("record"):  # the stage's JSON record: kept in git, not a DVC metric (one column per number)
-        body.setdefault("outs", []).append({spec["record"]: {"cache": False}})
+        body["outs"] = [out if not run_cache or isinstance(out, str) else next(iter(out)) for out in spec["outs"]]
+    if spec.get("record"):  # the JSON record(s), kept in git
+        body["metrics" if run_cache else "outs"] = [*([] if run_cache else body.get("outs", [])),
+                                                    {spec["record"]: {"cache": False}}]
     if spec.get("report"):  # every table and figure it writes, kept in git beside the code; the headline
         body["outs"] = [{path: {"cache": False}} for path in ("reports/tables", "reports/figures", "reports/README.md")]
         body["metrics"] = [{"reports/headline.json": {"cache": False}}]  # what `dvc exp show` lists
@@ -262,9 +266,9 @@ def _stage(name: str, spec: dict, prefix: str) -> dict:
     return {"foreach": loop["foreach"], "do": body}
 
 
-def render(names: tuple[str, ...] | list[str], prefix: str = "") -> str:
-    """The dvc.yaml text of the stages ``names``."""
-    stages = {name: _stage(name, STAGES[name], prefix) for name in names}
+def render(names: tuple[str, ...] | list[str], prefix: str = "", run_cache: bool = False) -> str:
+    """The dvc.yaml text of the stages ``names`` (``run_cache``: see :func:`_stage`)."""
+    stages = {name: _stage(name, STAGES[name], prefix, run_cache) for name in names}
     doc = {"stages": stages}
     if "report" in names:
         from musicdiff.report.build import PLOTS
@@ -276,7 +280,7 @@ def render(names: tuple[str, ...] | list[str], prefix: str = "") -> str:
 def targets() -> dict[Path, str]:
     """``{dvc.yaml path: its text}`` for the main pipeline and the regression benchmark."""
     return {REPO / "dvc.yaml": render(list(STAGES)),
-            REPO / "pipelines" / "regress" / "dvc.yaml": render(REGRESS, prefix="../../")}
+            REPO / "pipelines" / "regress" / "dvc.yaml": render(REGRESS, prefix="../../", run_cache=True)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,11 +27,11 @@ def _musicdiff(*args: str, env: dict | None = None, cwd: Path = REPO) -> subproc
                           text=True, check=False)
 
 
-@pytest.fixture(scope="module")
-def benchmark(tmp_path_factory):
-    """A copy of the code and the benchmark definition (no data, records or lock), with the check run
-    through `musicdiff regress` itself (which runs `dvc repro` of the check chain)."""
-    root = tmp_path_factory.mktemp("regress")
+def _copy(root: Path) -> tuple[Path, dict]:
+    """A copy of the code and the benchmark definition in ``root`` (no data, records or lock), a DVC
+    project without git whose cache is the repository's: a cache is content-addressed, and the stages'
+    run-cache entries written by one copy let another (or `musicdiff regress` in the repository, as CI
+    runs it after the suite) restore every stage of the same code and params instead of running it."""
     shutil.copytree(REPO / "musicdiff", root / "musicdiff", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "pipelines", root / "pipelines", ignore=shutil.ignore_patterns(
         "__pycache__", "data", "metrics", "mlflow.db", "dvc.lock"))
@@ -39,8 +39,31 @@ def benchmark(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(root), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "MUSICDIFF_WEIGHTS": str(root / "weights")}
     subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, env=env, check=True)
+    subprocess.run(["dvc", "cache", "dir", str(REPO / ".dvc" / "cache")], cwd=root, env=env, check=True)
+    return folder, env
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    """The check run in a copy through `musicdiff regress` itself (which runs `dvc repro` of the chain)."""
+    root = tmp_path_factory.mktemp("regress")
+    folder, env = _copy(root)
     first = _musicdiff("regress", "--benchmark", str(folder), "--baseline", str(BASELINE), env=env, cwd=root)
     return folder, env, first
+
+
+@pytest.mark.slow
+def test_a_second_copy_restores_every_stage_from_the_run_cache(benchmark, tmp_path):
+    folder, _, first = benchmark
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    again_folder, env = _copy(tmp_path)
+    again = _musicdiff("regress", "--benchmark", str(again_folder), "--baseline", str(BASELINE), env=env,
+                       cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    log = again.stdout + again.stderr
+    assert "Running stage" not in log and log.count("is cached - skipping run") >= 8, log[-3000:]
+    restored = json.loads((again_folder / "metrics" / "evaluate" / "tiny-ddim25.json").read_text())
+    assert restored == json.loads((folder / "metrics" / "evaluate" / "tiny-ddim25.json").read_text())
 
 
 @pytest.mark.slow
