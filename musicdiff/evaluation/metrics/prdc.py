@@ -20,14 +20,16 @@ distance from a point to its k-th nearest neighbour in its own set (itself exclu
   reference balls that hold at least one evaluation clip. Near ``1 - (1 - k/m)^n`` (~1 - e^-k, 0.99 at
   k = 5 and n = m) for one distribution.
 
-Precision and recall use the k-NN balls of *both* sets and are pulled up by outliers (a far point's
-ball is huge); density and coverage use only the reference's balls. ``tests/test_prdc.py`` checks
-what planted outliers do on a Gaussian mixture (with outliers in the reference the effect is the
-other way round from what one might expect of density: see the test's comment).
+Outliers (Naeem et al.'s argument for density and coverage): a far point's k-NN ball is huge.
+Measured in ``tests/test_prdc.py`` (5% outliers, 8-d Gaussians): outliers in the reference raise
+precision by 0.07-0.13 and coverage by about 0.01, but density nearly as much as precision (every
+evaluation clip inside an outlier's ball counts once more); outliers in the evaluation set raise
+recall by 0.04-0.12 and leave coverage within 0.025. Coverage is the robust one; density is robust to
+outliers in the evaluation set only.
 
 **Nearest neighbours.** Exact, in float64, a block of :data:`BLOCK_ROWS` rows against a whole set at
-a time (peak memory about 6 x 8 x BLOCK_ROWS x the larger set's size bytes: 0.5 GB for 20,000 x 20,000
-clips; the full distance matrix is never built). Distances are expanded as ``|a|^2 + |b|^2 - 2 a.b``
+a time (peak memory about 6 x 8 x BLOCK_ROWS x the larger set's size bytes; the full distance matrix
+is never built; measured: 20,000 x 20,000 32-d clips in 31 s on one core, 0.4 GB above the inputs). Distances are expanded as ``|a|^2 + |b|^2 - 2 a.b``
 on data centred on the reference mean; every comparison that rounding could decide wrongly (within a
 bound of ``8 (dim + 4) eps (|a|^2 + |b|^2)``) and every selected neighbour's distance are recomputed
 from direct differences of the uncentred inputs. So exact duplicates are at distance exactly 0 and
