@@ -229,3 +229,21 @@ def test_min_clips_to_read_is_a_documented_constant():
     enough = prdc_score(rng.normal(size=(200, 4)), rng.normal(size=(MIN_CLIPS_TO_READ, 4)))
     assert not few.readable and few.flags() and enough.readable and not enough.flags()
     assert few.to_dict()["readable"] is False
+
+
+def test_comparison_bad_input_and_report():
+    from musicdiff.evaluation.prdc_comparison import compare_prdc
+
+    rng = np.random.default_rng(15)
+    reference, a, b = rng.normal(size=(60, 4)), rng.normal(size=(40, 4)), rng.normal(size=(30, 4)) + 3.0
+    c = compare_prdc(a, b, reference, ("sys-a", "sys-b"))
+    assert c.n_matched == 30 and c.coverage_verdict == c.density_verdict == "better"
+    assert c.to_dict()["coverage_verdict"] == "better" and c.coverage_low > 0
+    with pytest.raises(ValueError, match="different names"):
+        compare_prdc(a, b, reference, ("x", "x"))
+    with pytest.raises(TooFewClipsError, match="'small' has 6 clips; a comparison with k = 5 needs at least 7"):
+        compare_prdc(a, b[:6], reference, ("big", "small"))
+    bad = a.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="evaluation 'sys-a' embeddings contain NaN"):
+        compare_prdc(bad, b, reference, ("sys-a", "sys-b"))

@@ -18,7 +18,10 @@ training clip: a similarity (higher = closer) between every query clip and every
   overlap's means and energies come from the same transform of per-frame sums and of the frame masks,
   so clips of different lengths compare over their common frames. Lags count from aligned starts: a
   copy of material from the middle of a long training track is found only if the training audio is cut
-  into clips of the evaluation length with a hop of at most ``2 max_lag`` frames.
+  into clips of the evaluation length with a hop of at most ``2 max_lag`` frames. Measured: 300 clips
+  of 3 s, features 3.5 s and all 300 x 300 similarities 2.5 s on one core. On the fadtk clips (2.5 s),
+  clips of different files reached at most 0.55, other segments of the same (often loop-based) file
+  up to 0.93, a copy 0.25 s late 0.97, with 20 dB SNR noise 0.96, one semitone higher 0.74.
 
 A space has ``name``, ``sample_rate`` (Hz of the waveforms it takes; None for an embedding space given
 embeddings), ``features(clips)``, ``take(features, idx)``, ``fitted(training_features)`` (the space
