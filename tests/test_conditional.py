@@ -249,6 +249,7 @@ def test_the_trained_model_listens_to_the_caption_and_ignores_padding(trained, f
 
 
 # ----------------------------------------------------------------------------- the two stages
+@pytest.mark.slow  # runs the text_features and train stages as processes
 def test_text_features_and_train_stages_write_a_conditioned_model_folder(prepared, tmp_path):
     """The stage scripts as DVC runs them (cwd = the project folder): text_features@ on the prepared
     sets above, then train@ of a mel_text variant, which records its text encoder."""

@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+# `dvc status` over the whole graph in a copy of the repository, once per edit (about 15 s each here): slow tier
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
