@@ -20,6 +20,15 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
+VARIANTS = ("mel-32x32", "dit-32x32", "latent-32x32", "waveform-8192", "mel-text-32x32")
+DDPM_VARIANTS = ("mel-32x32",)  # the variants whose DDPM set is generated and scored; every one has its ddim2 set
+
+
+def _samplers_of(variant: str) -> tuple[str, ...]:
+    """The samplers whose evaluation set the tiny pipeline generates for ``variant``."""
+    return ("ddpm", "ddim2") if variant in DDPM_VARIANTS else ("ddim2",)
+
+
 def _tiny_params(folders: dict[str, Path]) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for name in set(params["datasets"]) - set(folders):
@@ -75,7 +84,7 @@ def _tiny_params(folders: dict[str, Path]) -> dict:
     # every variant through ddim2 (the headline), and DDPM through the mel model only: both samplers of every
     # variant are still timed by the speed stage, and one DDPM set is generated and scored end to end
     params["samples"] = {f"{v}-{s}": {"variant": v, "sampler": s, "n_samples": 4, "headline": s == "ddim2"}
-                         for v in params["variants"] for s in params["samplers"] if s == "ddim2" or v == "mel-32x32"}
+                         for v in params["variants"] for s in params["samplers"] if s in _samplers_of(v)}
     params["sample"].update({"batch_size": 4})
     # external systems: a folder a package ships, cut to 1 s per file, and a generator entry point
     params["systems"] = {
@@ -160,8 +169,7 @@ def _record(root: Path, stage: str, instance: str) -> dict:
     return json.loads((root / "metrics" / stage / f"{instance}.json").read_text())
 
 
-SETS = [f"{v}-ddim2" for v in ("mel-32x32", "dit-32x32", "latent-32x32", "waveform-8192", "mel-text-32x32")]
-SETS.append("mel-32x32-ddpm")
+SETS = [f"{v}-{s}" for v in VARIANTS for s in _samplers_of(v)]
 FLOORS = ["real-heldout", "real-griffin-lim", "real-vae"]
 
 
@@ -177,7 +185,7 @@ def test_repro_writes_a_score_table_with_floors_marks_and_every_reference_set(wo
     assert "## KAD" in table and "## FAD-inf" in table and "Evaluation protocol" in table
     rows = pd.read_csv(root / "reports" / "tables" / "fad.csv")
     # 2 embeddings x (6 generated sets + 3 floors + 2 external systems) x 4 reference sets
-    assert len(rows) == 2 * (6 + 3 + 2) * 4
+    assert len(rows) == 2 * (len(SETS) + len(FLOORS) + 2) * 4 == 88
     assert set(rows["system"]) == set(SETS) | set(FLOORS) | {"fadtk-mubert", "toy"}
     # 4 one-frame clips in 200 (musicnn) or 128 (logmel) dimensions: every FAD is under-sampled and marked
     assert not rows["adequate"].astype(bool).any() and "†" in table
@@ -234,7 +242,7 @@ def test_every_variant_decodes_clips_of_its_length_and_rate(workspace):
     expected = {"mel-32x32": 31 * 256, "dit-32x32": 31 * 256, "latent-32x32": 31 * 256, "waveform-8192": 8192,
                 "mel-text-32x32": 31 * 256}
     for variant, samples in expected.items():
-        for sampler in ("ddpm", "ddim2") if variant == "mel-32x32" else ("ddim2",):
+        for sampler in _samplers_of(variant):
             clips = sorted((root / "data" / "samples" / f"{variant}-{sampler}").glob("*.wav"))
             assert len(clips) == 4
             info = sf.info(clips[0])
